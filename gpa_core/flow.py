@@ -1,0 +1,495 @@
+"""GPAFlow: the generative particle algorithm (Algorithm 3.1) for a batch of K independent runs.
+
+Per particle step n, for every member k:
+  1. m_max Adam steps on (W, ν) maximising J(φ, ν) of eq. (3.2), each followed by the Lipschitz
+     projection (lines 6–10);
+  2. the particle update Y_{n+1} = Y_n - Δt ∇φ_n(Y_n) (line 11; Heun per Remark 3.2);
+  3. the kinetic energy I = mean_i |∇φ_n(Y_n^i)|² (eq. 3.3) and the divergence estimate
+     J(φ_n, ν_n) (after the inner loop) are recorded every ``record_every`` steps.
+
+A member whose values become non-finite, or whose particles run away, is marked ``diverged``: its
+physical time is recorded and its last finite particles are kept. Members never interact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import ConfigError, FlowConfig, check_batch
+from .devices import resolve_device
+from .discriminator import BatchedAdam, BatchedMLP
+from .divergences import ObjectiveEval, ObjectiveKind, objective, optimal_nu, output_activation
+from .solvers import advance
+
+#: Fields that can change during a run without resetting particles or networks.
+LIVE_FIELDS: frozenset[str] = frozenset(
+    {
+        "f",
+        "alpha",
+        "kl_form",
+        "logsumexp",
+        "L",
+        "dt",
+        "steps",
+        "lr",
+        "inner_steps",
+        "penalty_weight",
+        "solver",
+        "converge_tol",
+        "record_every",
+        "lipschitz",
+        "notes",
+        "power_iterations",
+    }
+)
+
+RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count as a runaway
+
+
+@dataclass
+class History:
+    """Recorded steps, as NumPy arrays; (R,) for ``step`` and (R, K) for everything else.
+
+    Entry r describes particle step n = step[r]: time t = Σ Δt up to n, the kinetic energy (3.3)
+    of φ_n at Y_n, the divergence estimate J(φ_n, ν_n), the largest particle speed max_i |∇φ_n|,
+    the realized Lipschitz bound ∏σ_max(W_l), and the largest argument of f* over the target (the
+    overflow gauge: float32's e^x overflows past x ≈ 88.7). Inactive members hold NaN."""
+
+    step: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    time: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    kinetic_energy: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    divergence: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    max_speed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    lipschitz_bound: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    max_exp_arg: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    FIELDS = ("time", "kinetic_energy", "divergence", "max_speed", "lipschitz_bound", "max_exp_arg")
+
+    def __len__(self) -> int:
+        return int(self.step.shape[0])
+
+    def extend(self, steps: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        self.step = np.concatenate([self.step, steps])
+        for name in self.FIELDS:
+            old = getattr(self, name)
+            new = values[name]
+            setattr(self, name, new if old.size == 0 else np.concatenate([old, new]))
+
+    def member(self, k: int) -> dict[str, np.ndarray]:
+        out = {"step": self.step.copy()}
+        out.update(
+            {name: getattr(self, name)[:, k].copy() for name in self.FIELDS if getattr(self, name).size}
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class MemberSummary:
+    """A member's outcome in plain Python values."""
+
+    index: int
+    status: str  # "running" | "converged" | "diverged"
+    steps: int
+    t: float
+    kinetic_energy: float
+    divergence: float
+    max_speed: float
+    diverged_at: float | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class GPAFlow:
+    """Lipschitz-regularized generative particle flow for K ≥ 1 members sharing data shapes.
+
+    ``source`` is (M, d) (shared) or (K, M, d); ``target`` is (N, d) or (K, N, d); ``generated`` are
+    optional extra particles (G, d) or (K, G, d) moved by the same fields without being trained on
+    (paper §4, strategy 1)."""
+
+    def __init__(
+        self,
+        source: np.ndarray | Tensor,
+        target: np.ndarray | Tensor,
+        configs: FlowConfig | Sequence[FlowConfig],
+        *,
+        generated: np.ndarray | Tensor | None = None,
+    ) -> None:
+        configs = check_batch([configs] if isinstance(configs, FlowConfig) else configs)
+        c0 = configs[0]
+        self.K = len(configs)
+        self.device = resolve_device(c0.device)
+        self.dtype = torch.float64 if c0.dtype == "float64" else torch.float32
+        self.Y = self._as_members(source, "source").clone()
+        self.X = self._as_members(target, "target")
+        self.G = None if generated is None else self._as_members(generated, "generated").clone()
+        if self.Y.shape[-1] != self.X.shape[-1]:
+            raise ConfigError(
+                f"source and target must have the same dimension: {self.Y.shape[-1]} vs {self.X.shape[-1]}"
+            )
+        if self.G is not None and self.G.shape[-1] != self.Y.shape[-1]:
+            raise ConfigError("generated particles must have the dimension of the source")
+        self.M, self.d = self.Y.shape[1], self.Y.shape[2]
+        self.N = self.X.shape[1]
+        acts = [c0.activation] * len(c0.hidden)
+        if c0.last_activation is not None:
+            acts[-1] = c0.last_activation
+        self.net = BatchedMLP(
+            self.K,
+            self.d,
+            c0.hidden,
+            acts,
+            [c.seed for c in configs],
+            init=c0.init,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        self._Z = torch.empty(self.K, self.M + self.N, self.d, device=self.device, dtype=self.dtype)
+        self._Z[:, self.M :] = self.X
+        self.n = 0
+        self.t = torch.zeros(self.K, device=self.device, dtype=torch.float64)
+        self.alive = torch.ones(self.K, dtype=torch.bool, device=self.device)
+        self.diverged_step = torch.full((self.K,), -1, dtype=torch.long, device=self.device)
+        self.diverged_time = torch.full((self.K,), math.nan, dtype=torch.float64, device=self.device)
+        self.reasons = [""] * self.K
+        extent = max(float(self.Y.abs().max()), float(self.X.abs().max()), 1.0)
+        self.runaway_radius = RUNAWAY_FACTOR * extent
+        self.history = History()
+        self._pending: list[tuple[int, dict[str, Tensor]]] = []
+        self._latest: dict[str, np.ndarray] = {}
+        self._set_configs(configs)
+        self.optimizer = BatchedAdam(self.net.flat, self._lr)
+        self._project()  # Algorithm 3.1, line 4
+        self._init_nu()
+
+    def _init_nu(self) -> None:
+        """Start ν at its exact minimiser for φ_0 (Algorithm 3.1 line 3 starts at ν = 0, which for
+        f*(y) = e^{y-1} is about 1 away from the optimum and costs hundreds of Adam steps)."""
+        with torch.no_grad():
+            phi_q = self.net.forward(self.X).phi
+            for kind, idx in self._groups:
+                if kind.trained_nu:
+                    self.net.nu[idx] = optimal_nu(kind.f, phi_q[idx], self._alpha[idx])
+
+    # -- set-up helpers ------------------------------------------------------------------------
+    def _as_members(self, data: np.ndarray | Tensor, name: str) -> Tensor:
+        t = torch.as_tensor(np.asarray(data) if not isinstance(data, Tensor) else data)
+        t = t.to(device=self.device, dtype=self.dtype)
+        if t.dim() == 2:
+            t = t.unsqueeze(0).expand(self.K, -1, -1)
+        if t.dim() != 3 or t.shape[0] != self.K:
+            raise ConfigError(
+                f"{name} must be (n, d) or (K, n, d) with K = {self.K}; got shape {tuple(t.shape)}"
+            )
+        if t.shape[1] < 1:
+            raise ConfigError(f"{name} has no points")
+        if not bool(torch.isfinite(t).all()):
+            raise ConfigError(f"{name} contains NaN or infinite values")
+        return t
+
+    def _set_configs(self, configs: tuple[FlowConfig, ...]) -> None:
+        self.configs = configs
+        dev, dt = self.device, self.dtype
+        self._L = torch.tensor([c.L for c in configs], device=dev, dtype=torch.float64)
+        finite_L = torch.where(torch.isfinite(self._L), self._L, torch.ones_like(self._L))
+        self._layer_scale = (finite_L ** (1.0 / self.net.depth)).to(dt)
+        modes = [c.lipschitz if math.isfinite(c.L) else "none" for c in configs]
+        self._use_spectral = torch.tensor([m == "spectral" for m in modes], device=dev)
+        self._use_frobenius = torch.tensor([m == "frobenius" for m in modes], device=dev)
+        self._penalty = torch.tensor(
+            [c.penalty_weight if m == "penalty" else 0.0 for c, m in zip(configs, modes, strict=True)],
+            device=dev,
+            dtype=dt,
+        )
+        self._any_penalty = bool((self._penalty > 0).any())
+        self._dt = torch.tensor([c.dt for c in configs], device=dev, dtype=dt).reshape(-1, 1, 1)
+        if hasattr(self, "optimizer"):
+            self.optimizer.lr.copy_(
+                torch.tensor([c.lr for c in configs], device=dev, dtype=dt).reshape(-1, 1)
+            )
+        self._lr = torch.tensor([c.lr for c in configs], device=dev, dtype=dt)
+        self._alpha = torch.tensor([c.alpha for c in configs], device=dev, dtype=dt)
+        self._steps = torch.tensor([c.steps for c in configs], device=dev)
+        self._heun = torch.tensor([c.solver == "heun" for c in configs], device=dev)
+        groups: dict[ObjectiveKind, list[int]] = {}
+        for k, c in enumerate(configs):
+            kind = ObjectiveKind(c.f, c.kl_form if c.f == "kl" else "lt", c.logsumexp)
+            groups.setdefault(kind, []).append(k)
+        self._groups = [(kind, torch.tensor(idx, device=dev)) for kind, idx in groups.items()]
+
+    def reconfigure(self, configs: FlowConfig | Sequence[FlowConfig]) -> None:
+        """Apply live changes (Δt, L, lr, m_max, f, α, …) at the next step, keeping particles and φ."""
+        new = check_batch([configs] if isinstance(configs, FlowConfig) else configs)
+        if len(new) != self.K:
+            raise ConfigError(f"reconfigure needs {self.K} member configurations, got {len(new)}")
+        for old_c, new_c in zip(self.configs, new, strict=True):
+            for name, value in new_c.__dict__.items():
+                if name not in LIVE_FIELDS and getattr(old_c, name) != value:
+                    raise ConfigError(f"{name} cannot change during a run (reset to change it)")
+        self._set_configs(new)
+        self._project()
+
+    # -- the algorithm ---------------------------------------------------------------------------
+    def _project(self) -> None:
+        self.net.project(
+            self._layer_scale, self._use_spectral, self._use_frobenius, self.configs[0].power_iterations
+        )
+
+    def _evaluate(self, phi_p: Tensor, phi_q: Tensor) -> ObjectiveEval:
+        """J and its gradients per member, each member with its own f (grouped)."""
+        nu, alpha = self.net.nu, self._alpha
+        if len(self._groups) == 1:
+            return objective(self._groups[0][0], phi_p, phi_q, nu, alpha)
+        value = torch.empty(self.K, device=self.device, dtype=self.dtype)
+        d_p, d_q = torch.empty_like(phi_p), torch.empty_like(phi_q)
+        d_nu, gauge = torch.empty_like(value), torch.empty_like(value)
+        for kind, idx in self._groups:
+            ev = objective(kind, phi_p[idx], phi_q[idx], nu[idx], alpha[idx])
+            value[idx], d_p[idx], d_q[idx], d_nu[idx], gauge[idx] = (
+                ev.value,
+                ev.d_v_p,
+                ev.d_v_q,
+                ev.d_nu,
+                ev.max_exp_arg,
+            )
+        return ObjectiveEval(value, d_p, d_q, d_nu, gauge)
+
+    def _field(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """(φ, ∇φ) at points (K, n, d): the network output through each member's output map."""
+        v, grad = self.net.gradient(points)
+        for kind, idx in self._groups:
+            phi, slope = output_activation(kind.f, v[idx])
+            if slope is not None:
+                v[idx] = phi
+                grad[idx] = grad[idx] * slope.unsqueeze(-1)
+        return v, grad
+
+    def _train(self, particles: Tensor, active: Tensor | None) -> None:
+        """m_max optimizer steps on (W, ν) at the current particles (Algorithm 3.1, lines 6–10)."""
+        M = self.M
+        self._Z[:, :M] = particles
+        for _ in range(self.configs[0].inner_steps):
+            if self._any_penalty:
+                self._autograd_gradient(self._Z)
+            else:
+                cache = self.net.forward(self._Z)
+                ev = self._evaluate(cache.phi[:, :M], cache.phi[:, M:])
+                d_phi = torch.cat([-ev.d_v_p, -ev.d_v_q], dim=1)
+                self.net.backward(cache, d_phi)
+                self.net.nu_grad.copy_(-ev.d_nu)
+            self.optimizer.step(self.net.grad, active)
+            self._project()
+
+    def _autograd_gradient(self, Z: Tensor) -> None:
+        """Loss gradient by torch.autograd, with the one-sided gradient penalty
+        λ E[(|∇φ| - L)₊²] over particles and target (for ``lipschitz = "penalty"`` members)."""
+        with torch.enable_grad():
+            flat = self.net.flat.detach().clone().requires_grad_(True)
+            z = Z.detach().clone().requires_grad_(True)
+            phi = self.net.functional_phi(flat, z)
+            M = self.M
+            loss = torch.zeros((), device=self.device, dtype=self.dtype)
+            for kind, idx in self._groups:
+                ev = objective(kind, phi[idx, :M], phi[idx, M:], flat[idx, -1], self._alpha[idx])
+                loss = loss - ev.value.sum()
+            if self._any_penalty:
+                grad_x = torch.autograd.grad(phi.sum(), z, create_graph=True)[0]
+                L = torch.where(torch.isfinite(self._L), self._L, torch.zeros_like(self._L)).to(self.dtype)
+                excess = torch.relu(grad_x.norm(dim=-1) - L[:, None])
+                loss = loss + (self._penalty * (excess**2).mean(-1)).sum()
+            (g,) = torch.autograd.grad(loss, flat)
+        self.net.grad.copy_(g)
+
+    def _velocity(self, positions: Tensor, stage: int) -> Tensor:
+        """v = -∇φ at ``positions`` after training φ on the first M of them."""
+        if self.configs[0].optimizer_state == "reset" and stage == 0:
+            self.optimizer.reset()  # the authors' code: fresh Adam state every particle step
+        self._train(positions[:, : self.M], None if stage == 0 else self._heun)
+        if stage == 0:
+            # one pass on (particles, generated, target): φ for the estimate, ∇φ for the velocity
+            pts = torch.cat([positions, self.X], dim=1)
+            v, grad = self.net.gradient(pts)
+            n_move = positions.shape[1]
+            ev = self._evaluate(v[:, : self.M], v[:, n_move:])
+            for kind, idx in self._groups:
+                _, slope = output_activation(kind.f, v[idx])
+                if slope is not None:
+                    grad[idx] = grad[idx] * slope.unsqueeze(-1)
+            self._stage0 = (ev, grad[:, : self.M])
+            return -grad[:, :n_move]
+        return -self._field(positions)[1]
+
+    def step(self, n: int = 1) -> int:
+        """Advance every active member by up to ``n`` particle steps; returns the steps taken."""
+        taken = 0
+        record_every = self.configs[0].record_every
+        with torch.no_grad():
+            for _ in range(n):
+                active = self.alive & (self.n < self._steps)
+                if not bool(active.any()):
+                    break
+                positions = self.Y if self.G is None else torch.cat([self.Y, self.G], dim=1)
+                new_positions, _ = advance(positions, self._velocity, self._dt, self._heun)
+                ev, grad_y = self._stage0
+                speed = grad_y.norm(dim=-1)
+                kinetic = (speed**2).mean(-1)
+                finite = (
+                    torch.isfinite(new_positions).flatten(1).all(1)
+                    & torch.isfinite(ev.value)
+                    & torch.isfinite(kinetic)
+                )
+                runaway = new_positions.abs().flatten(1).amax(1) > self.runaway_radius
+                healthy = finite & ~runaway
+                newly_dead = active & ~healthy
+                if bool(newly_dead.any()):
+                    self._mark_diverged(newly_dead, finite, ev)
+                moving = active & healthy
+                mask = moving.reshape(-1, 1, 1)
+                new_y = new_positions[:, : self.M]
+                self.Y = torch.where(mask, new_y, self.Y)
+                if self.G is not None:
+                    self.G = torch.where(mask, new_positions[:, self.M :], self.G)
+                if self.n % record_every == 0:
+                    nan = torch.full_like(kinetic, math.nan)
+                    self._pending.append(
+                        (
+                            self.n,
+                            {
+                                "time": torch.where(active, self.t, math.nan),
+                                "kinetic_energy": torch.where(active, kinetic, nan),
+                                "divergence": torch.where(active, ev.value, nan),
+                                "max_speed": torch.where(active, speed.amax(-1), nan),
+                                "lipschitz_bound": torch.where(active, self.net.lipschitz_bound(), nan),
+                                "max_exp_arg": torch.where(active, ev.max_exp_arg, nan),
+                            },
+                        )
+                    )
+                self.t = self.t + torch.where(moving, self._dt.reshape(-1).to(torch.float64), 0.0)
+                self.n += 1
+                taken += 1
+        self._flush()
+        return taken
+
+    def _mark_diverged(self, newly_dead: Tensor, finite: Tensor, ev: ObjectiveEval) -> None:
+        self.alive &= ~newly_dead
+        self.diverged_step = torch.where(
+            newly_dead, torch.full_like(self.diverged_step, self.n), self.diverged_step
+        )
+        self.diverged_time = torch.where(newly_dead, self.t, self.diverged_time)
+        for k in torch.nonzero(newly_dead).flatten().tolist():
+            gauge = float(ev.max_exp_arg[k])
+            if not bool(finite[k]):
+                if self.configs[k].f in ("kl",) and (not math.isfinite(gauge) or gauge > 80.0):
+                    self.reasons[k] = (
+                        f"the objective overflowed (largest argument of exp was {gauge:.4g}; "
+                        f"float32's limit is 88.7)"
+                    )
+                else:
+                    self.reasons[k] = "values became non-finite (NaN or ∞)"
+            else:
+                self.reasons[k] = f"particles ran away beyond |x| = {self.runaway_radius:.3g}"
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        steps = np.array([s for s, _ in self._pending], dtype=np.int64)
+        values = {
+            name: torch.stack([rec[name] for _, rec in self._pending]).to("cpu", torch.float64).numpy()
+            for name in History.FIELDS
+        }
+        self._pending.clear()
+        self.history.extend(steps, values)
+
+    def run(self, progress: Callable[[int, int], None] | None = None, chunk: int = 50) -> History:
+        """Run every member to its ``steps``; ``progress(done, total)`` after each chunk."""
+        total = max(c.steps for c in self.configs)
+        while self.n < total and self.step(min(chunk, total - self.n)):
+            if progress is not None:
+                progress(self.n, total)
+        return self.history
+
+    def fit_discriminator(self, iterations: int) -> np.ndarray:
+        """Train φ (and ν) at the current particles for ``iterations`` inner loops of m_max optimizer
+        steps each, without moving particles; returns the objective J per member afterwards."""
+        with torch.no_grad():
+            for _ in range(iterations):
+                self._train(self.Y, None)
+            return self.objective_value()
+
+    def objective_value(self) -> np.ndarray:
+        """J(φ, ν) of eq. (3.2) at the current particles, per member (K,): the divergence estimate."""
+        with torch.no_grad():
+            self._Z[:, : self.M] = self.Y
+            phi = self.net.forward(self._Z).phi
+            ev = self._evaluate(phi[:, : self.M], phi[:, self.M :])
+        return ev.value.to("cpu", torch.float64).numpy()
+
+    # -- read-outs -------------------------------------------------------------------------------
+    def particles(self) -> np.ndarray:
+        """Current particles, (K, M, d) NumPy copy (the last finite state for diverged members)."""
+        return self.Y.detach().to("cpu", torch.float64).numpy().copy()
+
+    def generated(self) -> np.ndarray | None:
+        return None if self.G is None else self.G.detach().to("cpu", torch.float64).numpy().copy()
+
+    def target(self) -> np.ndarray:
+        return self.X.detach().to("cpu", torch.float64).numpy().copy()
+
+    def potential(self, points: np.ndarray, member: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(φ, ∇φ) of one member's current discriminator at ``points`` (P, d)."""
+        x = torch.as_tensor(np.asarray(points), device=self.device, dtype=self.dtype)
+        x = x.unsqueeze(0).expand(self.K, -1, -1)
+        with torch.no_grad():
+            phi, grad = self._field(x)
+        return phi[member].cpu().double().numpy(), grad[member].cpu().double().numpy()
+
+    def status(self, k: int = 0) -> str:
+        if not bool(self.alive[k]):
+            return "diverged"
+        ke = self.history.kinetic_energy
+        if len(self.history) and ke.shape[1] > k:
+            col = ke[:, k]
+            finite = col[np.isfinite(col)]
+            if finite.size and finite[-1] < self.configs[k].converge_tol:
+                return "converged"
+        return "running"
+
+    def finished(self, k: int = 0) -> bool:
+        return (not bool(self.alive[k])) or self.n >= self.configs[k].steps
+
+    def summary(self) -> list[MemberSummary]:
+        out = []
+        for k in range(self.K):
+            h = self.history.member(k)
+            last = {name: _last_finite(h.get(name)) for name in ("kinetic_energy", "divergence", "max_speed")}
+            dead = not bool(self.alive[k])
+            steps = int(self.diverged_step[k]) if dead else min(self.n, self.configs[k].steps)
+            out.append(
+                MemberSummary(
+                    index=k,
+                    status=self.status(k),
+                    steps=steps,
+                    t=float(self.t[k]),
+                    kinetic_energy=last["kinetic_energy"],
+                    divergence=last["divergence"],
+                    max_speed=last["max_speed"],
+                    diverged_at=float(self.diverged_time[k]) if dead else None,
+                    reason=self.reasons[k],
+                )
+            )
+        return out
+
+
+def _last_finite(values: np.ndarray | None) -> float:
+    if values is None:
+        return math.nan
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if finite.size else math.nan
