@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, FlowConfig, parse_lipschitz
+from .config import ConfigError, FlowConfig, authors_numerics, parse_lipschitz
 
 EXIT_USAGE = 2
 
@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=_float, default=1e-3, help="discriminator learning rate (default 1e-3)")
     run.add_argument("--solver", choices=["euler", "heun"], default="euler")
     run.add_argument("--lipschitz", choices=["spectral", "frobenius", "penalty", "none"], default="spectral")
+    run.add_argument(
+        "--numerics",
+        choices=["paper", "authors"],
+        default="paper",
+        help="paper: spectral norm, trained ν (default); authors: their code's choices (Frobenius, He init, "
+        "Adam reset, naive Donsker–Varadhan)",
+    )
     run.add_argument("--record-every", type=_positive_int, default=1)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
@@ -126,6 +133,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
             device=args.device,
         )
+        if args.numerics == "authors":
+            cfg = authors_numerics(cfg)
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     try:

@@ -147,6 +147,9 @@ class BatchedMLP:
         """σ_max(W_l) per member and layer, (K, D), by warm-started power iteration."""
         sigmas = []
         for layer, W in enumerate(self.weights):
+            if min(W.shape[1], W.shape[2]) == 1:  # a row or column vector: σ_max = ‖w‖ exactly
+                sigmas.append(W.flatten(1).norm(dim=1))
+                continue
             v = self.power_vectors[layer]
             for _ in range(iterations):
                 u = torch.bmm(W, v)
@@ -218,7 +221,11 @@ class BatchedMLP:
                 return None
             g = torch.bmm(g, self.weights[layer])
             if layer > 0:
-                g = g * activation_prime(self.activations[layer - 1], cache.pre[layer - 1])
+                z = cache.pre[layer - 1]
+                if self.activations[layer - 1] == "relu":
+                    g = torch.ops.aten.threshold_backward(g, z, 0.0)
+                else:
+                    g = g * activation_prime(self.activations[layer - 1], z)
         return g
 
     def gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -249,39 +256,55 @@ class BatchedMLP:
 
 
 class BatchedAdam:
-    """Adam on a (K, P) buffer with a per-member learning rate and step count, and a mask so that
-    only some members move (Heun's corrector for the members that use it)."""
+    """Adam on a (K, P) buffer with a per-member learning rate and step count.
+
+    Each member's row is one parameter tensor of torch's fused Adam kernel (one call per distinct
+    learning rate), so a step costs one dispatch however large K is; ``members`` restricts a step
+    to some members (Heun's corrector for the members that use it)."""
 
     def __init__(
         self, params: Tensor, lr: Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
     ):
-        self.params, self.lr = params, lr.reshape(-1, 1)
+        self.params = params
         self.beta1, self.beta2, self.eps = betas[0], betas[1], eps
         self.m = torch.zeros_like(params)
         self.v = torch.zeros_like(params)
-        self.t = torch.zeros(params.shape[0], 1, device=params.device, dtype=params.dtype)
+        K = params.shape[0]
+        self.t = torch.zeros(K, device=params.device, dtype=torch.float32)
+        self._steps = [self.t[k] for k in range(K)]
+        self._rows = [(params[k], self.m[k], self.v[k]) for k in range(K)]
+        self.set_lr(lr)
+
+    def set_lr(self, lr: Tensor) -> None:
+        self.lr = [float(x) for x in lr.reshape(-1).tolist()]
 
     def reset(self) -> None:
         self.m.zero_()
         self.v.zero_()
         self.t.zero_()
 
-    def step(self, grad: Tensor, active: Tensor | None = None) -> None:
-        """One descent step on ``grad`` (the gradient of the loss), for the ``active`` (K,) members."""
-        b1, b2 = self.beta1, self.beta2
-        if active is None:
-            self.t.add_(1.0)
-            self.m.mul_(b1).add_(grad, alpha=1 - b1)
-            self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        else:
-            mask = active.reshape(-1, 1)
-            self.t.add_(mask.to(self.t.dtype))
-            self.m.copy_(torch.where(mask, self.m * b1 + (1 - b1) * grad, self.m))
-            self.v.copy_(torch.where(mask, self.v * b2 + (1 - b2) * grad * grad, self.v))
-        t = self.t.clamp_min(1.0)
-        step_size = self.lr / (1 - b1**t)
-        denom = (self.v / (1 - b2**t)).sqrt_().add_(self.eps)
-        update = self.m / denom * step_size
-        if active is not None:
-            update = update * active.reshape(-1, 1).to(update.dtype)
-        self.params.sub_(update)
+    def step(self, grad: Tensor, members: Sequence[int] | None = None) -> None:
+        """One descent step on ``grad`` (the gradient of the loss) for ``members`` (all if None)."""
+        chosen = range(len(self._rows)) if members is None else members
+        groups: dict[float, list[int]] = {}
+        for k in chosen:
+            groups.setdefault(self.lr[k], []).append(k)
+        for lr, ks in groups.items():
+            params = [self._rows[k][0] for k in ks]
+            steps = [self._steps[k] for k in ks]
+            torch._foreach_add_(steps, 1.0)
+            torch._fused_adam_(
+                params,
+                [grad[k] for k in ks],
+                [self._rows[k][1] for k in ks],
+                [self._rows[k][2] for k in ks],
+                [],
+                steps,
+                amsgrad=False,
+                lr=lr,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                weight_decay=0.0,
+                eps=self.eps,
+                maximize=False,
+            )

@@ -219,6 +219,9 @@ class GPAFlow:
         self._alpha = torch.tensor([c.alpha for c in configs], device=dev, dtype=dt)
         self._steps = torch.tensor([c.steps for c in configs], device=dev)
         self._heun = torch.tensor([c.solver == "heun" for c in configs], device=dev)
+        self._heun_members = [k for k, c in enumerate(configs) if c.solver == "heun"]
+        if hasattr(self, "optimizer"):
+            self.optimizer.set_lr(self._lr)
         groups: dict[ObjectiveKind, list[int]] = {}
         for k, c in enumerate(configs):
             kind = ObjectiveKind(c.f, c.kl_form if c.f == "kl" else "lt", c.logsumexp)
@@ -272,7 +275,7 @@ class GPAFlow:
                 grad[idx] = grad[idx] * slope.unsqueeze(-1)
         return v, grad
 
-    def _train(self, particles: Tensor, active: Tensor | None) -> None:
+    def _train(self, particles: Tensor, members: list[int] | None) -> None:
         """m_max optimizer steps on (W, ν) at the current particles (Algorithm 3.1, lines 6–10)."""
         M = self.M
         self._Z[:, :M] = particles
@@ -285,7 +288,7 @@ class GPAFlow:
                 d_phi = torch.cat([-ev.d_v_p, -ev.d_v_q], dim=1)
                 self.net.backward(cache, d_phi)
                 self.net.nu_grad.copy_(-ev.d_nu)
-            self.optimizer.step(self.net.grad, active)
+            self.optimizer.step(self.net.grad, members)
             self._project()
 
     def _autograd_gradient(self, Z: Tensor) -> None:
@@ -312,7 +315,7 @@ class GPAFlow:
         """v = -∇φ at ``positions`` after training φ on the first M of them."""
         if self.configs[0].optimizer_state == "reset" and stage == 0:
             self.optimizer.reset()  # the authors' code: fresh Adam state every particle step
-        self._train(positions[:, : self.M], None if stage == 0 else self._heun)
+        self._train(positions[:, : self.M], None if stage == 0 else self._heun_members)
         if stage == 0:
             # one pass on (particles, generated, target): φ for the estimate, ∇φ for the velocity
             pts = torch.cat([positions, self.X], dim=1)

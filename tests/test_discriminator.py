@@ -118,7 +118,7 @@ def test_adam_matches_torch_adam() -> None:
 def test_adam_mask_freezes_inactive_members() -> None:
     p = torch.zeros(2, 3, dtype=torch.float64)
     opt = BatchedAdam(p, torch.full((2,), 0.1, dtype=torch.float64))
-    opt.step(torch.ones(2, 3, dtype=torch.float64), active=torch.tensor([True, False]))
+    opt.step(torch.ones(2, 3, dtype=torch.float64), members=[0])
     assert (p[0] < 0).all() and (p[1] == 0).all() and float(opt.t[1]) == 0.0
 
 

@@ -1,0 +1,111 @@
+"""Speed of one GPA particle step (Algorithm 3.1) on the paper's Fig. 2–3 setting and at M = N = 4096.
+
+Prints one JSON object per result line:
+    {"bench": "engine", "metric": ..., "value": ..., "unit": ..., "target": ..., ...}
+Times are medians over repeats measured in this one run; compare ratios, not absolute numbers, on a
+noisy 2-core machine. Usage: python bench/bench_engine.py [--quick] [--device auto|cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from gpa_core import FlowConfig, GPAFlow
+from gpa_core.datasets import sample
+from gpa_core.devices import describe_device
+
+
+def flops_per_step(M: int, N: int, d: int, hidden: tuple[int, ...], inner: int) -> float:
+    """Multiply–adds ×2 of the matrix products: per inner step a forward (2nS) and a backward for
+    weights and inputs (4nS) on n = M + N points, then one forward/backward for ∇φ (4nS)."""
+    widths = [d, *hidden, 1]
+    S = sum(a * b for a, b in itertools.pairwise(widths))
+    n = M + N
+    return (6 * inner + 4) * n * S
+
+
+def make_flow(M: int, N: int, K: int, device: str, seed0: int = 0) -> GPAFlow:
+    src = sample("gaussian", M, seed=0, std=0.5)
+    tgt = sample("mixture", N, seed=1, std=0.5)
+    cfgs = [
+        FlowConfig(L=1.0, dt=0.5, steps=10**6, inner_steps=3, seed=seed0 + k, device=device) for k in range(K)
+    ]
+    return GPAFlow(src, tgt, cfgs)
+
+
+def time_steps(flow: GPAFlow, steps: int, repeats: int) -> float:
+    """Median seconds per particle step over ``repeats`` blocks of ``steps``."""
+    flow.step(3)  # warm-up
+    samples = []
+    for _ in range(repeats):
+        if flow.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        flow.step(steps)
+        if flow.device.type == "cuda":
+            torch.cuda.synchronize()
+        samples.append((time.perf_counter() - t0) / steps)
+    return statistics.median(samples)
+
+
+def emit(metric: str, value: float, unit: str, target: float | None, **extra: object) -> None:
+    print(
+        json.dumps(
+            {
+                "bench": "engine",
+                "metric": metric,
+                "value": round(value, 4),
+                "unit": unit,
+                "target": target,
+                **extra,
+            }
+        ),
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    reps = 3 if args.quick else 7
+    common = {"path": "eager", "threads": args.threads}
+
+    small = make_flow(200, 200, 1, args.device)
+    dev = describe_device(small.device)
+    common["device"] = dev
+    t1 = time_steps(small, 10 if args.quick else 40, reps)
+    fl = flops_per_step(200, 200, 2, (32, 32, 32), 3)
+    emit("ms_per_step_fig2_K1", t1 * 1e3, "ms", 0.5, gflops=round(fl / t1 / 1e9, 3), **common)
+
+    batched = make_flow(200, 200, 16, args.device)
+    t16 = time_steps(batched, 5 if args.quick else 20, reps)
+    emit("ms_per_step_fig2_K16", t16 * 1e3, "ms", None, gflops=round(16 * fl / t16 / 1e9, 3), **common)
+    emit("batched_K16_over_16_sequential", t16 / (16 * t1), "ratio", 0.6, **common)
+
+    big = make_flow(4096, 4096, 1, args.device)
+    tb = time_steps(big, 3 if args.quick else 10, reps)
+    flb = flops_per_step(4096, 4096, 2, (32, 32, 32), 3)
+    emit("ms_per_step_4096_K1", tb * 1e3, "ms", 10.0, gflops=round(flb / tb / 1e9, 3), **common)
+    if not args.quick:
+        big16 = make_flow(4096, 4096, 16, args.device)
+        tb16 = time_steps(big16, 2, 3)
+        emit("ms_per_step_4096_K16", tb16 * 1e3, "ms", None, gflops=round(16 * flb / tb16 / 1e9, 3), **common)
+        emit("batched_4096_K16_over_16_sequential", tb16 / (16 * tb), "ratio", 0.6, **common)
+
+
+if __name__ == "__main__":
+    main()
