@@ -152,8 +152,7 @@ class BatchedMLP:
                 continue
             v = self.power_vectors[layer]
             for _ in range(iterations):
-                u = torch.bmm(W, v)
-                u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-30)
+                u = torch.nn.functional.normalize(torch.bmm(W, v), dim=1, eps=1e-30)
                 v = torch.bmm(W.transpose(1, 2), u)
                 sigma = v.norm(dim=1, keepdim=True)
                 v = v / sigma.clamp_min(1e-30)
@@ -169,27 +168,39 @@ class BatchedMLP:
         return torch.stack([W.flatten(1).norm(dim=1) for W in self.weights], dim=1)
 
     def project(
-        self, layer_scale: Tensor, use_spectral: Tensor, use_frobenius: Tensor, power_iterations: int
+        self,
+        layer_scale: Tensor,
+        use_spectral: Tensor,
+        use_frobenius: Tensor,
+        power_iterations: int,
+        *,
+        all_spectral: bool | None = None,
     ) -> None:
         """W_l ← c W_l / ‖W_l‖ with c = L^{1/D} (Algorithm 3.1, line 9), per member.
 
         ``layer_scale`` is (K,) = L_k^{1/D}; ``use_spectral``/``use_frobenius`` are (K,) masks;
-        members with neither are left unprojected (L = ∞ or a gradient penalty)."""
-        norms = torch.zeros(self.K, self.depth, device=self.device, dtype=self.dtype)
-        if bool(use_spectral.any()):
-            norms = torch.where(use_spectral[:, None], self.spectral_norms(power_iterations), norms)
-        if bool(use_frobenius.any()):
-            norms = torch.where(use_frobenius[:, None], self.frobenius_norms(), norms)
-        projected = use_spectral | use_frobenius
-        factor = torch.where(
-            projected[:, None], layer_scale[:, None] / norms.clamp_min(1e-30), torch.ones_like(norms)
-        )
+        members with neither are left unprojected (L = ∞ or a gradient penalty). ``all_spectral``
+        (every member spectral, known to the caller) skips the masks."""
+        if all_spectral is None:
+            all_spectral = bool(use_spectral.all())
+        if all_spectral:
+            factor = layer_scale[:, None] / self.spectral_norms(power_iterations).clamp_min(1e-30)
+        else:
+            norms = torch.zeros(self.K, self.depth, device=self.device, dtype=self.dtype)
+            if bool(use_spectral.any()):
+                norms = torch.where(use_spectral[:, None], self.spectral_norms(power_iterations), norms)
+            if bool(use_frobenius.any()):
+                norms = torch.where(use_frobenius[:, None], self.frobenius_norms(), norms)
+            projected = use_spectral | use_frobenius
+            factor = torch.where(
+                projected[:, None], layer_scale[:, None] / norms.clamp_min(1e-30), torch.ones_like(norms)
+            )
         for layer, W in enumerate(self.weights):
             W.mul_(factor[:, layer, None, None])
 
     def lipschitz_bound(self) -> Tensor:
-        """The realized bound ∏_l σ_max(W_l) per member (K,), by power iteration."""
-        return self.spectral_norms(iterations=2).prod(dim=1)
+        """The realized bound ∏_l σ_max(W_l) per member (K,), by one warm-started power iteration."""
+        return self.spectral_norms(iterations=1).prod(dim=1)
 
     # -- forward and backward ---------------------------------------------------------------
     def forward(self, x: Tensor) -> ForwardCache:

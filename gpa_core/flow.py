@@ -203,6 +203,7 @@ class GPAFlow:
         self._layer_scale = (finite_L ** (1.0 / self.net.depth)).to(dt)
         modes = [c.lipschitz if math.isfinite(c.L) else "none" for c in configs]
         self._use_spectral = torch.tensor([m == "spectral" for m in modes], device=dev)
+        self._all_spectral = all(m == "spectral" for m in modes)
         self._use_frobenius = torch.tensor([m == "frobenius" for m in modes], device=dev)
         self._penalty = torch.tensor(
             [c.penalty_weight if m == "penalty" else 0.0 for c, m in zip(configs, modes, strict=True)],
@@ -211,10 +212,6 @@ class GPAFlow:
         )
         self._any_penalty = bool((self._penalty > 0).any())
         self._dt = torch.tensor([c.dt for c in configs], device=dev, dtype=dt).reshape(-1, 1, 1)
-        if hasattr(self, "optimizer"):
-            self.optimizer.lr.copy_(
-                torch.tensor([c.lr for c in configs], device=dev, dtype=dt).reshape(-1, 1)
-            )
         self._lr = torch.tensor([c.lr for c in configs], device=dev, dtype=dt)
         self._alpha = torch.tensor([c.alpha for c in configs], device=dev, dtype=dt)
         self._steps = torch.tensor([c.steps for c in configs], device=dev)
@@ -243,7 +240,11 @@ class GPAFlow:
     # -- the algorithm ---------------------------------------------------------------------------
     def _project(self) -> None:
         self.net.project(
-            self._layer_scale, self._use_spectral, self._use_frobenius, self.configs[0].power_iterations
+            self._layer_scale,
+            self._use_spectral,
+            self._use_frobenius,
+            self.configs[0].power_iterations,
+            all_spectral=self._all_spectral,
         )
 
     def _evaluate(self, phi_p: Tensor, phi_q: Tensor) -> ObjectiveEval:
