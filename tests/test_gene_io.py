@@ -1,0 +1,359 @@
+"""Gene-expression data: synthetic studies, parsers (each pitfall has a fixture), alignment."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpa_core.gene_io import (
+    attach_labels,
+    find_label_tags,
+    labels_from_characteristics,
+    load_study,
+    read_expression_table,
+    read_h5ad,
+    read_label_file,
+    read_series_matrix,
+)
+from gpa_core.genes import (
+    GeneDataError,
+    Study,
+    align_studies,
+    make_synthetic_studies,
+    normalise_er_label,
+)
+
+FIX = Path(__file__).parent / "fixtures" / "genes"
+
+
+# ------------------------------------------------------------------------------------------ synthetic
+@pytest.fixture(scope="module")
+def small_studies():
+    return make_synthetic_studies(
+        n_genes=600, n_source=40, n_target=50, source_labels=(25, 15), target_labels=(10, 40), seed=3
+    )
+
+
+def test_synthetic_shapes_labels_and_ids(small_studies):
+    s, t = small_studies.studies
+    assert s.expression.shape == (40, 600) and t.expression.shape == (50, 600)
+    assert s.expression.dtype == np.float32
+    assert s.label_counts() == {"ER+": 25, "ER-": 15} or s.label_counts() == {"ER-": 15, "ER+": 25}
+    assert sorted(t.label_counts().items()) == [("ER+", 10), ("ER-", 40)]
+    assert np.unique(s.gene_ids).shape[0] == 600
+    assert all(g.endswith("_at") for g in s.gene_ids)
+    assert np.array_equal(s.gene_ids, t.gene_ids)
+    assert len(set(s.sample_ids) | set(t.sample_ids)) == 90
+
+
+def test_synthetic_is_log2_scale_with_a_study_effect(small_studies):
+    s, t = small_studies.studies
+    lo, hi = np.percentile(np.concatenate([s.expression.ravel(), t.expression.ravel()]), [1, 99])
+    assert 1.0 <= lo < 4.0 and 10.0 < hi <= 15.5
+    # a study effect that is more than a shift: gene means and gene spreads both differ
+    dm = np.abs(s.expression.mean(0) - t.expression.mean(0))
+    ratio = s.expression.std(0) / t.expression.std(0)
+    assert np.median(dm) > 0.3
+    assert np.std(np.log(ratio)) > 0.1
+
+
+def test_synthetic_is_seeded():
+    a = make_synthetic_studies(
+        n_genes=50, n_source=6, n_target=8, source_labels=(3, 3), target_labels=(4, 4), seed=1
+    )
+    b = make_synthetic_studies(
+        n_genes=50, n_source=6, n_target=8, source_labels=(3, 3), target_labels=(4, 4), seed=1
+    )
+    c = make_synthetic_studies(
+        n_genes=50, n_source=6, n_target=8, source_labels=(3, 3), target_labels=(4, 4), seed=2
+    )
+    assert np.array_equal(a.source.expression, b.source.expression)
+    assert np.array_equal(a.target.labels, b.target.labels)
+    assert not np.array_equal(a.source.expression, c.source.expression)
+
+
+def test_synthetic_float64_and_bad_arguments():
+    gs = make_synthetic_studies(
+        n_genes=30, n_source=4, n_target=4, source_labels=(2, 2), target_labels=(1, 3), dtype=np.float64
+    )
+    assert gs.source.expression.dtype == np.float64
+    with pytest.raises(GeneDataError, match="add up to n_source"):
+        make_synthetic_studies(n_genes=30, n_source=5, source_labels=(2, 2))
+    with pytest.raises(GeneDataError, match="rank"):
+        make_synthetic_studies(
+            n_genes=30, n_source=4, n_target=4, source_labels=(2, 2), target_labels=(2, 2), rank=0
+        )
+
+
+def test_study_validates_shapes():
+    with pytest.raises(GeneDataError, match="gene IDs"):
+        Study(np.zeros((2, 3)), ["a", "b"], ["s1", "s2"])
+    with pytest.raises(GeneDataError, match="labels"):
+        Study(np.zeros((2, 3)), ["a", "b", "c"], ["s1", "s2"], labels=["ER+"])
+
+
+# ------------------------------------------------------------------------------------------ labels
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("P", "ER+"), ("Pos", "ER+"), ("positive", "ER+"), ("1", "ER+"), ("ER+", "ER+"),
+        (" er positive ", "ER+"),
+        ("N", "ER-"), ("neg", "ER-"), ("Negative", "ER-"), ("0", "ER-"), ("ER-", "ER-"), ("ER−", "ER-"),
+        ("unknown", "unknown"), ("", ""), ("equivocal", "equivocal"),
+    ],
+)  # fmt: skip
+def test_normalise_er_label(raw, expected):
+    assert normalise_er_label(raw) == expected
+
+
+@given(st.text(max_size=12))
+def test_normalise_er_label_is_idempotent(text):
+    once = normalise_er_label(text)
+    assert normalise_er_label(once) == once
+
+
+# ------------------------------------------------------------------------------------------ series matrix
+def test_series_matrix_quotes_missing_values_and_duplicates():
+    s = read_series_matrix(FIX / "gse_a_series_matrix.txt")
+    assert s.expression.shape == (6, 9)
+    assert s.gene_ids[0] == "1007_s_at" and '"' not in "".join(s.gene_ids)
+    assert list(s.sample_ids) == ["GSM1001", "GSM1002", "GSM1003", "GSM1004", "GSM1005", "GSM1006"]
+    assert s.n_duplicate_ids_dropped == 1
+    assert s.expression[0, 0] == pytest.approx(7.1)  # the first 1007_s_at row, not the repeat of 1.0
+    col = {g: i for i, g in enumerate(s.gene_ids)}
+    assert np.isnan(s.expression[1, col["1053_at"]])  # null
+    assert np.isnan(s.expression[2, col["117_at"]])  # Null
+    assert np.isnan(s.expression[3, col["121_at"]])  # NA
+    assert np.isnan(s.expression[4, col["1255_g_at"]])  # empty
+    assert int(np.isnan(s.expression).sum()) == 4
+    assert s.metadata["Series_geo_accession"] == "GSE900001"
+    assert s.name == "GSE900001"
+
+
+def test_series_matrix_labels_from_tags_on_different_lines():
+    s = read_series_matrix(FIX / "gse_a_series_matrix.txt")
+    assert list(s.labels) == ["ER+", "ER-", "ER-", "ER+", "ER-", "ER+"]
+    tags = dict(find_label_tags(s))
+    assert list(tags) == ["tissue", "er status", "grade"]
+    assert list(tags["grade"]) == ["2", "1", "3", "2", "3", "1"]
+
+
+def test_series_matrix_gzipped_other_spelling():
+    s = read_series_matrix(FIX / "gse_b_series_matrix.txt.gz")
+    assert s.expression.shape == (5, 9)
+    assert list(s.labels) == ["ER+", "ER-", "ER-", "ER+", "ER-"]
+    col = list(s.gene_ids).index("1316_at")
+    assert np.isnan(s.expression[3, col])  # NULL
+
+
+def test_series_matrix_auto_tag_skips_her2_and_pgr():
+    s = read_series_matrix(FIX / "gse_c_series_matrix.txt")
+    assert list(s.labels) == ["ER+", "ER-", "unknown", "ER+"]
+    pgr = labels_from_characteristics(s, "PGR_Status")  # fuzzy, case-insensitive
+    assert list(pgr) == ["ER-", "ER+", "ER-", "ER-"]  # P/N normalised the same way
+    raw = labels_from_characteristics(s, "her2", normalise=False)
+    assert list(raw) == ["positive", "negative", "negative", "positive"]
+    with pytest.raises(GeneDataError, match="tags found: 'her2 status'"):
+        labels_from_characteristics(s, "tumour grade")
+    with pytest.raises(GeneDataError, match="tags found"):
+        read_series_matrix(FIX / "gse_c_series_matrix.txt", label_tag="tumour grade")
+    assert read_series_matrix(FIX / "gse_c_series_matrix.txt", label_tag=None).labels is None
+
+
+def test_series_matrix_errors():
+    with pytest.raises(GeneDataError, match="truncated"):
+        read_series_matrix(FIX / "truncated_series_matrix.txt")
+    with pytest.raises(GeneDataError, match="not a GEO series matrix"):
+        read_series_matrix(FIX / "genes_by_samples.csv")
+    empty = b'!Series_title\t"x"\n!series_matrix_table_begin\n"ID_REF"\t"GSM1"\n!series_matrix_table_end\n'
+    with pytest.raises(GeneDataError, match="no expression rows"):
+        read_series_matrix(empty)
+
+
+# ------------------------------------------------------------------------------------------ tables
+EXPECTED = np.array(
+    [[7.1, 5.2, 8.0, 9.5, 3.1], [6.9, np.nan, 8.1, 9.4, 3.0], [7.3, 5.4, np.nan, 9.6, 3.2]], dtype=np.float32
+)
+GENES = ["1007_s_at", "1053_at", "117_at", "121_at", "1255_g_at"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "genes_by_samples.csv",
+        "genes_by_samples.tsv",
+        "samples_by_genes.csv",
+        "gzipped_but_named.csv",
+        "r_style.csv",
+    ],
+)
+def test_tables_in_every_layout_read_the_same(name):
+    s = read_expression_table(FIX / name)
+    assert list(s.gene_ids) == GENES
+    assert list(s.sample_ids) == ["S1", "S2", "S3"]
+    np.testing.assert_array_equal(s.expression, EXPECTED)
+
+
+def test_table_annotation_column_and_label_column():
+    s = read_expression_table(FIX / "genes_by_samples.csv")
+    assert any("Gene Symbol" in note for note in s.notes)
+    t = read_expression_table(FIX / "samples_by_genes.csv")
+    assert list(t.labels) == ["ER+", "ER-", "ER+"]
+
+
+def test_table_orientation_override():
+    s = read_expression_table(FIX / "genes_by_samples.tsv", orientation="samples_by_genes")
+    assert s.expression.shape == (5, 3)
+    assert list(s.sample_ids) == GENES
+    with pytest.raises(GeneDataError, match="orientation must be"):
+        read_expression_table(FIX / "genes_by_samples.tsv", orientation="rows")  # type: ignore[arg-type]
+
+
+def test_table_orientation_from_gsm_ids_and_square_tables():
+    square = b"id,GSM1,GSM2\ng1,1,2\ng2,3,4\n"
+    s = read_expression_table(square)
+    assert list(s.sample_ids) == ["GSM1", "GSM2"]
+    with pytest.raises(GeneDataError, match="square"):
+        read_expression_table(b"id,a,b\ng1,1,2\ng2,3,4\n")
+    assert read_expression_table(b"id,a,b\ng1,1,2\ng2,3,4\n", orientation="genes_by_samples").n_samples == 2
+
+
+def test_table_from_bytes_and_file_objects():
+    raw = (FIX / "gzipped_but_named.csv").read_bytes()
+    assert raw[:2] == b"\x1f\x8b"
+    a = read_expression_table(raw)
+    buf = io.BytesIO(gzip.decompress(raw))
+    buf.name = "upload.txt"
+    b = read_expression_table(buf)
+    np.testing.assert_array_equal(a.expression, b.expression)
+    assert b.name == "upload.txt"
+
+
+def test_table_errors_name_the_problem():
+    with pytest.raises(GeneDataError, match=r"row '1053_at', column 'S2' holds 'high'"):
+        read_expression_table(FIX / "bad_cell.csv")
+    with pytest.raises(GeneDataError, match="sample ID 'S1' appears more than once"):
+        read_expression_table(b"id,S1,S1\ng1,1,2\ng2,3,4\ng3,5,6\n")
+    with pytest.raises(GeneDataError, match="no column separator"):
+        read_expression_table(b"just some words\nmore words\n")
+    with pytest.raises(GeneDataError, match="empty"):
+        read_expression_table(b"\n\n")
+    with pytest.raises(GeneDataError, match="binary"):
+        read_expression_table(b"\x00\x01\x02binary")
+    with pytest.raises(GeneDataError, match="cannot be decompressed"):
+        read_expression_table(b"\x1f\x8b\x08\x00garbage")
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as zf:
+        zf.writestr("a.csv", "id,S1\ng,1\n")
+    with pytest.raises(GeneDataError, match="zip archive"):
+        read_expression_table(zbuf.getvalue())
+    with pytest.raises(GeneDataError, match="file not found"):
+        read_expression_table(FIX / "no_such_file.csv")
+    with pytest.raises(GeneDataError, match="header has 2 cells"):
+        read_expression_table(b"id,S1\ng1,1,2,3\ng2,1,2,3\n")
+    with pytest.raises(GeneDataError, match="series matrix"):
+        read_expression_table(FIX / "gse_a_series_matrix.txt")
+
+
+def test_table_duplicate_genes_keep_first():
+    s = read_expression_table(b"id,S1,S2\ng1,1,2\ng2,3,4\ng1,9,9\ng3,5,6\n")
+    assert list(s.gene_ids) == ["g1", "g2", "g3"]
+    assert s.n_duplicate_ids_dropped == 1
+    assert s.expression[:, 0].tolist() == [1.0, 2.0]
+
+
+def test_h5ad_needs_anndata():
+    try:
+        import anndata  # noqa: F401
+    except ImportError:
+        with pytest.raises(GeneDataError, match="anndata"):
+            read_h5ad(b"\x89HDF\r\n\x1a\n rest")
+        with pytest.raises(GeneDataError, match="anndata"):
+            load_study(b"\x89HDF\r\n\x1a\n rest")
+    else:  # pragma: no cover - anndata is not a dependency
+        pytest.skip("anndata installed: the missing-package message cannot be checked")
+
+
+# ------------------------------------------------------------------------------------------ label files
+def test_label_files_with_and_without_header():
+    with_header = read_label_file(FIX / "labels.csv")
+    assert with_header == {"GSM2001": "P", "GSM2002": "N", "GSM2003": "N", "GSM2004": "P", "GSM2005": "N"}
+    without = read_label_file(FIX / "labels_noheader.tsv")
+    assert len(without) == 6 and without["GSM1001"] == "1"
+    forced = read_label_file(FIX / "labels_noheader.tsv", has_header=True)
+    assert "GSM1001" not in forced and len(forced) == 5
+
+
+def test_attach_labels_from_file():
+    s = read_series_matrix(FIX / "gse_a_series_matrix.txt", label_tag=None)
+    s2 = attach_labels(s, read_label_file(FIX / "labels_noheader.tsv"))
+    assert list(s2.labels) == ["ER+", "ER-", "ER-", "ER+", "ER-", "ER+"]
+    assert s2.expression is s.expression  # no copy of the matrix
+    with pytest.raises(GeneDataError, match="6 of 6 samples have no label"):
+        attach_labels(s, read_label_file(FIX / "labels.csv"))
+    with pytest.raises(GeneDataError, match="listed twice"):
+        read_label_file(b"a,P\na,N\n")
+    with pytest.raises(GeneDataError, match="two cells"):
+        read_label_file(b"a,P\nb\n")
+
+
+# ------------------------------------------------------------------------------------------ dispatch
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("gse_a_series_matrix.txt", (6, 9)),
+        ("gse_b_series_matrix.txt.gz", (5, 9)),
+        ("genes_by_samples.csv", (3, 5)),
+        ("gzipped_but_named.csv", (3, 5)),
+    ],
+)
+def test_load_study_picks_the_reader(name, shape):
+    assert load_study(FIX / name).expression.shape == shape
+
+
+# ------------------------------------------------------------------------------------------ alignment
+def test_align_fixture_studies_counts_everything():
+    a = read_series_matrix(FIX / "gse_a_series_matrix.txt")
+    b = read_series_matrix(FIX / "gse_b_series_matrix.txt.gz")
+    a2, b2, rep = align_studies(a, b)
+    assert (rep.shared, rep.only_in_source, rep.only_in_target) == (7, 2, 2)
+    assert (rep.dropped_missing, rep.imputed, rep.kept) == (5, 0, 2)
+    assert (rep.duplicates_source, rep.duplicates_target) == (1, 0)
+    assert list(a2.gene_ids) == ["1007_s_at", "1294_at"] == list(b2.gene_ids)
+    assert a2.expression.shape == (6, 2) and b2.expression.shape == (5, 2)
+    assert "2 genes kept of 7 shared" in rep.summary()
+    assert all(isinstance(v, int) for v in rep.__dict__.values())
+
+    a3, b3, rep2 = align_studies(a, b, missing="impute")
+    assert (rep2.kept, rep2.imputed, rep2.dropped_missing) == (7, 5, 0)
+    assert not np.isnan(a3.expression).any() and not np.isnan(b3.expression).any()
+    col = list(a3.gene_ids).index("1053_at")
+    assert a3.expression[1, col] == pytest.approx(np.mean([5.2, 5.4, 5.1, 5.0, 5.3]))
+
+
+def test_align_reorders_target_genes_and_rejects_disjoint_ids():
+    a = Study(np.arange(6, dtype=float).reshape(2, 3), ["g1", "g2", "g3"], ["a1", "a2"], name="A")
+    b = Study(np.arange(8, dtype=float).reshape(2, 4), ["g3", "gX", "g1", "g1"], ["b1", "b2"], name="B")
+    a2, b2, rep = align_studies(a, b)
+    assert list(a2.gene_ids) == ["g1", "g3"]
+    assert b2.expression.tolist() == [[2.0, 0.0], [6.0, 4.0]]
+    assert (rep.shared, rep.only_in_source, rep.only_in_target, rep.duplicates_target) == (2, 1, 1, 1)
+    c = Study(np.zeros((2, 2)), ["ENSG1", "ENSG2"], ["c1", "c2"], name="C")
+    with pytest.raises(GeneDataError, match="share no gene IDs"):
+        align_studies(a, c)
+    with pytest.raises(GeneDataError, match="missing must be"):
+        align_studies(a, b, missing="zero")  # type: ignore[arg-type]
+
+
+def test_align_all_missing_gives_clear_error():
+    a = Study(np.array([[np.nan, 1.0]]), ["g1", "g2"], ["a"], name="A")
+    b = Study(np.array([[1.0, np.nan]]), ["g1", "g2"], ["b"], name="B")
+    with pytest.raises(GeneDataError, match="missing='impute'"):
+        align_studies(a, b)
