@@ -1,0 +1,111 @@
+"""Shared Streamlit helpers for GPA Explorer pages: the session's runners, cached sampling, uploads.
+
+* :func:`session_runners` — one :class:`RunnerSlots` per browser session (``st.cache_resource`` with
+  ``scope="session"``): pages keep their :class:`~gpa_core.runner.Runner` objects there under a name
+  (the playground uses ``"playground"``). When the session ends, Streamlit calls ``on_release`` and
+  every runner is stopped (thread joined, tensors freed). Each runner also pauses and ends its thread
+  by itself when nobody polls it for ``idle_timeout`` seconds.
+* :func:`sample_points` / :func:`read_upload` — cached data; :func:`read_upload` turns an uploaded
+  table or image into points and raises ``DataFileError`` with a user-facing message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from gpa_core.datasets import sample
+from gpa_core.io import MAX_UPLOAD_BYTES, DataFileError, image_to_points, load_points
+from gpa_core.runner import Runner
+
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp")
+TABLE_EXTENSIONS = ("csv", "tsv", "txt", "dat", "npy", "npz")
+UPLOAD_LIMIT_MB = MAX_UPLOAD_BYTES // 2**20
+REFRESH_SECONDS = 0.2  # live views poll the runner this often while it plays
+
+
+class RunnerSlots:
+    """The runners of one browser session, by name. Putting a runner under a taken name stops the
+    old one. Thread-safe (``on_release`` may run on another thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runners: dict[str, Runner] = {}
+
+    def get(self, name: str) -> Runner | None:
+        with self._lock:
+            runner = self._runners.get(name)
+        return None if runner is None or runner.closed else runner
+
+    def put(self, name: str, runner: Runner) -> None:
+        with self._lock:
+            old = self._runners.get(name)
+            self._runners[name] = runner
+        if old is not None and old is not runner:
+            old.stop()
+
+    def close(self) -> None:
+        """Stop every runner (the session ended)."""
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for runner in runners:
+            runner.stop()
+
+    def __len__(self) -> int:
+        return len(self._runners)
+
+
+def _release(slots: RunnerSlots) -> None:
+    slots.close()
+
+
+@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
+def session_runners() -> RunnerSlots:
+    """This browser session's runners (a new, empty set for every session)."""
+    return RunnerSlots()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def sample_points(name: str, params_json: str, n: int, seed: int, dim: int) -> np.ndarray:
+    """A seeded sample of a dataset (cached: the same settings give the same array)."""
+    return sample(name, n, seed=seed, dim=dim, **json.loads(params_json))
+
+
+def is_image(filename: str) -> bool:
+    return Path(filename).suffix.lower().lstrip(".") in IMAGE_EXTENSIONS
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _read_upload(digest: str, _data: bytes, filename: str, n: int, seed: int) -> np.ndarray:
+    if is_image(filename):
+        return image_to_points(_data, n=n, seed=seed)
+    points = load_points(_data, filename=filename)
+    if len(points) > n:  # a seeded random subset of the rows
+        idx = np.sort(np.random.default_rng(seed).choice(len(points), size=n, replace=False))
+        points = points[idx]
+    return points
+
+
+def read_upload(data: bytes, filename: str, n: int, seed: int) -> np.ndarray:
+    """Points from an uploaded table (CSV/TSV/TXT/NPY/NPZ; at most ``n`` rows, a seeded subset) or
+    image (``n`` points on its dark pixels). Raises ``DataFileError`` with a message for the user."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DataFileError(
+            f"'{filename}' is {len(data) / 2**20:.1f} MB, larger than the {UPLOAD_LIMIT_MB} MB upload limit; "
+            "upload a smaller file (for example a random subsample of the rows)."
+        )
+    digest = hashlib.sha1(data).hexdigest()
+    return _read_upload(digest, data, filename, n, seed)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as the bytes of a .npy file (no pickle)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()

@@ -1,0 +1,625 @@
+"""Particle-flow playground: watch the GPA flow (Algorithm 3.1) move particles towards a target live.
+
+Thin by design: widgets → settings (``pages/_state.py``) → FlowConfig + data → the session's Runner
+(``gpa_core/runner.py``); a fragment polls the runner's snapshot and draws figures from
+``gpa_core/figures.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from gpa_core import figures as F
+from gpa_core.config import ConfigError, FlowConfig
+from gpa_core.datasets import DatasetError, get_dataset
+from gpa_core.io import DataFileError
+from gpa_core.presets import PresetError, list_presets
+from gpa_core.runner import HISTORY_FIELDS, Runner
+from pages import _state as S
+from pages._ui import (
+    IMAGE_EXTENSIONS,
+    REFRESH_SECONDS,
+    TABLE_EXTENSIONS,
+    UPLOAD_LIMIT_MB,
+    npy_bytes,
+    read_upload,
+    sample_points,
+    session_runners,
+)
+
+P = "pg:"  # widget-key prefix: keeps this page's keys apart from other pages'
+SETTINGS = "pg.settings"
+REQUEST = "playground_request"  # query parameters handed over by another page
+VERSION = "pg.sv"  # settings version, mirrored in the URL as ?sv= (see _guard)
+SPEEDS: tuple[Any, ...] = (1, 2, 5, 10, 20, 50, "max")
+F_LABELS = {"kl": "KL", "alpha": "α-divergence", "reverse_kl": "reverse KL", "js": "Jensen–Shannon"}
+SIDE_LABELS = {"src": "Source P (the particles start here)", "tgt": "Target Q (samples to reach)"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Settings in session state
+# ---------------------------------------------------------------------------------------------------
+
+
+def _init_settings() -> None:
+    """First run of the session: defaults (Fig. 2–3, L = 1), then the link's query parameters.
+    Another page may hand over a run ("Open in the playground") in ``playground_request``."""
+    request = st.session_state.pop(REQUEST, None)
+    if SETTINGS in st.session_state and request is None:
+        return
+    base = S.default_state()
+    query = request if request is not None else st.query_params.to_dict()
+    settings, warnings = S.from_query(query, base) if query else (base, [])
+    st.session_state[SETTINGS] = settings
+    _bump_version()
+    st.session_state["pg.link_warnings"] = warnings
+    st.session_state.pop("pg.preset", None)
+    if request is not None:
+        st.session_state["pg.reset_on_apply"] = True
+        for side in ("src", "tgt"):
+            st.session_state.pop(f"{P}{side}_upload", None)
+    _write_widgets(settings)
+
+
+def _write_widgets(settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        st.session_state[P + key] = value
+
+
+def _restore_widgets() -> None:
+    """Widgets not drawn in a run lose their state (e.g. after visiting another page): refill them."""
+    for key, value in st.session_state[SETTINGS].items():
+        if P + key not in st.session_state:
+            st.session_state[P + key] = value
+
+
+def _apply_preset(preset_id: str, member: int) -> None:
+    preset = next(p for p in list_presets() if p.id == preset_id)
+    settings = S.state_from_preset(preset, member)
+    st.session_state[SETTINGS] = settings
+    _bump_version()
+    _write_widgets(settings)
+    for side in ("src", "tgt"):
+        st.session_state.pop(f"{P}{side}_upload", None)
+    st.session_state["pg.preset"] = (preset.id, member)
+    st.session_state["pg.reset_on_apply"] = True
+
+
+def _on_dataset_change(side: str) -> None:
+    """A dataset that cannot live in the current dimension moves it to its default one."""
+    name = st.session_state[P + side]
+    if name == S.UPLOAD:
+        return
+    ds = get_dataset(name)
+    dim = st.session_state.get(P + "dim", 2)
+    if ds.dims is not None and dim not in ds.dims:
+        st.session_state[P + "dim"] = ds.default_dim
+        st.session_state[SETTINGS]["dim"] = ds.default_dim
+
+
+def _bump_version() -> None:
+    """The server changed the settings itself (a preset, a link, another page's request)."""
+    st.session_state[VERSION] = st.session_state.get(VERSION, 0) + 1
+
+
+def _browser_caught_up() -> bool:
+    """Whether the request came from a page that already shows the latest settings: the settings
+    version travels in the URL, which the browser updates after the widgets above it."""
+    return st.query_params.get("sv") == str(st.session_state.get(VERSION, 0))
+
+
+def _guard(name: str) -> None:
+    """on_change of every settings widget. A change sent by a browser that had not yet drawn the
+    latest settings (a slow page clicked right after a preset) would silently undo them: keep ours."""
+    key, settings = P + name, st.session_state[SETTINGS]
+    if name in settings and not _browser_caught_up():
+        st.session_state[key] = settings[name]
+        return
+    settings[name] = st.session_state[key]
+    if name in ("src", "tgt"):
+        _on_dataset_change(name)
+
+
+def _w(name: str) -> dict[str, Any]:
+    """Keyword arguments for a settings widget: its key and the guard."""
+    return {"key": P + name, "on_change": _guard, "args": (name,)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sidebar widgets
+# ---------------------------------------------------------------------------------------------------
+
+
+def _preset_buttons() -> None:
+    try:
+        presets = list_presets()
+    except PresetError as exc:
+        st.error(f"The presets could not be read: {exc}")
+        return
+    with st.expander("Reproduce the paper", expanded=True):
+        for preset in presets:
+            for k, label in enumerate(preset.labels):
+                text = f"{preset.paper.split(' (')[0]} · {preset.title.split(':')[0]}"
+                if len(preset.members) > 1:
+                    text += f" · {label}"
+                st.button(
+                    text,
+                    key=f"{P}preset:{preset.id}:{k}",
+                    on_click=_apply_preset,
+                    args=(preset.id, k),
+                    help=preset.title,
+                    width="stretch",
+                )
+
+
+def _param_widget(side: str, name: str, spec: Any) -> None:
+    w = _w(f"{side}.{name}.{spec.name}")
+    key = w["key"]
+    st.session_state.setdefault(key, spec.default)
+    label = spec.name
+    if spec.kind == "choice":
+        st.selectbox(label, spec.choices, help=spec.help, **w)
+    elif spec.kind == "int":
+        st.number_input(
+            label,
+            **w,
+            step=1,
+            min_value=int(spec.low) if spec.low is not None else None,
+            max_value=int(spec.high) if spec.high is not None else None,
+            help=spec.help,
+        )
+    elif spec.kind == "float":
+        if isinstance(st.session_state[key], int):
+            st.session_state[key] = float(st.session_state[key])
+        st.number_input(label, step=0.1, format="%g", help=spec.help, **w)
+
+
+@dataclass
+class _Side:
+    """One side's data as the widgets describe it: uploaded points, or a dataset still to sample."""
+
+    side: str
+    slot: Any  # where this side's error goes (right under its widgets)
+    points: np.ndarray | None = None
+    key: tuple | None = None
+    dataset: str | None = None
+    values: dict[str, Any] | None = None
+    n: int = 0
+    seed: int = 0
+
+    def sample(self, dim: int) -> None:
+        """Sample a dataset side in dimension ``dim`` (errors go to the side's slot)."""
+        if self.dataset is None or self.values is None:
+            return
+        try:
+            self.points = sample_points(self.dataset, json.dumps(self.values), self.n, self.seed, dim)
+            self.key = (self.dataset, json.dumps(self.values, sort_keys=True), self.n, self.seed, dim)
+        except (DatasetError, DataFileError) as exc:
+            self.slot.error(str(exc))
+
+
+def _data_side(side: str) -> _Side:
+    """Widgets for one side. An upload is read here; a dataset is sampled later, once the dimension
+    is known (an upload on either side sets it). Errors show right under the side's widgets."""
+    st.markdown(f"**{SIDE_LABELS[side]}**")
+    options = (*S.UI_DATASETS, S.UPLOAD)
+    st.selectbox(
+        "dataset",
+        options,
+        format_func=lambda n: "Upload points or an image…" if n == S.UPLOAD else get_dataset(n).label,
+        **_w(side),
+        label_visibility="collapsed",
+    )
+    name = st.session_state[P + side]
+    n = int(st.session_state[P + ("M" if side == "src" else "N")])
+    seed = int(st.session_state[P + "data_seed"]) + (0 if side == "src" else 1)
+    if name == S.UPLOAD:
+        upload = st.file_uploader(
+            "CSV/TSV/TXT/NPY/NPZ table (one point per row) or an image (dark pixels → points)",
+            type=[*TABLE_EXTENSIONS, *IMAGE_EXTENSIONS],
+            key=f"{P}{side}_upload",
+            max_upload_size=UPLOAD_LIMIT_MB,
+        )
+        slot = st.empty()
+        if upload is None:
+            slot.info("Upload a file to use it; the current run continues meanwhile.")
+            return _Side(side, slot)
+        try:
+            points = read_upload(upload.getvalue(), upload.name, n, seed)
+        except (DataFileError, ValueError) as exc:
+            slot.error(str(exc))
+            return _Side(side, slot)
+        slot.caption(f"{upload.name}: {len(points):,} points in {points.shape[1]} dimension(s)")
+        return _Side(side, slot, points=points, key=("upload", upload.file_id, upload.name, n, seed))
+    ds = get_dataset(name)
+    for spec in ds.params:
+        if spec.kind != "str":
+            _param_widget(side, name, spec)
+    slot = st.empty()
+    params = S.dataset_params(st.session_state[SETTINGS] | _widget_values(), side)
+    try:
+        values = ds.validate_params(params)
+    except DatasetError as exc:
+        slot.error(str(exc))
+        return _Side(side, slot)
+    return _Side(side, slot, dataset=name, values=values, n=n, seed=seed)
+
+
+def _data() -> tuple[np.ndarray | None, np.ndarray | None, tuple]:
+    """Both sides' points (None where unusable) and a key that changes when the data do."""
+    _sizes()
+    src, tgt = _data_side("src"), _data_side("tgt")
+    uploaded = [s.points.shape[1] for s in (src, tgt) if s.points is not None]
+    dim = uploaded[0] if uploaded else int(st.session_state[P + "dim"])
+    if uploaded and dim != st.session_state[P + "dim"]:
+        st.caption(f"The upload sets the dimension: d = {dim}.")
+    src.sample(dim)
+    tgt.sample(dim)
+    if src.points is not None and tgt.points is not None and src.points.shape[1] != tgt.points.shape[1]:
+        tgt.slot.error(
+            f"The source has {src.points.shape[1]} dimension(s) and the target {tgt.points.shape[1]}: "
+            "they must match."
+        )
+        return None, None, (src.key, tgt.key)
+    return src.points, tgt.points, (src.key, tgt.key)
+
+
+def _widget_values() -> dict[str, Any]:
+    return {k[len(P) :]: v for k, v in st.session_state.items() if isinstance(k, str) and k.startswith(P)}
+
+
+def _sizes() -> None:
+    c1, c2 = st.columns(2)
+    c1.number_input("M particles", min_value=1, max_value=S.MAX_POINTS, step=50, **_w("M"))
+    c2.number_input("N targets", min_value=1, max_value=S.MAX_POINTS, step=50, **_w("N"))
+    c3, c4 = st.columns(2)
+    c3.number_input("dimension d", min_value=1, max_value=S.MAX_UI_DIM, step=1, **_w("dim"))
+    c4.number_input("data seed", min_value=0, max_value=2**31 - 2, step=1, **_w("data_seed"))
+
+
+def _config_widgets() -> None:
+    st.selectbox("f-divergence f", tuple(F_LABELS), **_w("f"), format_func=F_LABELS.get)
+    f = st.session_state[P + "f"]
+    c1, c2 = st.columns(2)
+    c1.number_input("α", min_value=1.01, max_value=1000.0, step=0.5, **_w("alpha"), disabled=f != "alpha")
+    c2.selectbox(
+        "KL form",
+        ("lt", "dv"),
+        **_w("kl_form"),
+        format_func={"lt": "Legendre (ν trained)", "dv": "Donsker–Varadhan"}.get,
+        disabled=f != "kl",
+    )
+    st.select_slider(
+        "Lipschitz constant L",
+        options=S.choices_with(S.L_CHOICES, st.session_state[P + "L"]),
+        **_w("L"),
+        format_func=lambda v: "∞ (none)" if math.isinf(v) else f"{v:g}",
+        help="Particles move at most L·Δt per step (the CFL bound of §6); ∞ removes the bound.",
+    )
+    c1, c2 = st.columns(2)
+    c1.number_input("time step Δt", min_value=1e-4, max_value=100.0, step=0.05, format="%g", **_w("dt"))
+    c2.number_input("steps (T = steps·Δt)", min_value=1, max_value=1_000_000, step=100, **_w("steps"))
+    c1, c2 = st.columns(2)
+    c1.number_input("m_max (φ updates/step)", min_value=1, max_value=100, step=1, **_w("inner_steps"))
+    c2.select_slider(
+        "learning rate",
+        options=S.choices_with(S.LR_CHOICES, st.session_state[P + "lr"]),
+        **_w("lr"),
+        format_func=lambda v: f"{v:g}",
+    )
+    st.text_input("hidden widths", **_w("hidden"), help="Layer widths of φ, e.g. 32, 32, 32")
+    c1, c2 = st.columns(2)
+    acts = ("relu", "leaky_relu", "softplus", "smooth_relu")
+    c1.selectbox("activation", acts, **_w("activation"))
+    c2.selectbox("last hidden activation", ("same", *acts), **_w("last_activation"))
+    c1, c2 = st.columns(2)
+    c1.selectbox("Lipschitz mode", ("spectral", "frobenius", "penalty", "none"), **_w("lipschitz"))
+    c2.selectbox("solver", ("euler", "heun"), **_w("solver"), format_func=str.capitalize)
+    st.number_input("network seed", min_value=0, max_value=2**31 - 1, step=1, **_w("seed"))
+    with st.expander("More numerics"):
+        st.checkbox("log-sum-exp in the DV form", **_w("logsumexp"))
+        st.number_input(
+            "gradient-penalty weight", min_value=1e-6, max_value=1e6, format="%g", **_w("penalty_weight")
+        )
+        st.selectbox("initialization", ("uniform", "he_normal"), **_w("init"))
+        st.selectbox("Adam state across steps", ("carry", "reset"), **_w("optimizer_state"))
+        st.selectbox("device", ("auto", "cpu", "cuda", "mps"), **_w("device"))
+        st.selectbox("precision", ("float32", "float64"), **_w("dtype"))
+
+
+def _view_widgets() -> dict[str, Any]:
+    with st.expander("View"):
+        view = {
+            "phi": st.checkbox("φ heat map", value=True, key=P + "view_phi"),
+            "arrows": st.checkbox("−∇φ arrows", value=True, key=P + "view_arrows"),
+            "trails": st.checkbox("trails", value=True, key=P + "view_trails"),
+            "images": st.checkbox("show 64-d points as 8×8 images", value=True, key=P + "view_images"),
+        }
+    return view
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------
+
+
+def _connect(
+    src: np.ndarray | None, tgt: np.ndarray | None, data_key: tuple | None, cfg: FlowConfig | None
+) -> Runner | None:
+    """Create, re-seed or reconfigure the session's runner; errors leave the current run as it is."""
+    slots = session_runners()
+    runner = slots.get("playground")
+    usable = src is not None and tgt is not None and cfg is not None
+    reset = st.session_state.pop("pg.reset_on_apply", False)
+    if not usable:
+        return runner
+    try:
+        if runner is None:
+            runner = Runner(src, tgt, cfg)
+            slots.put("playground", runner)
+        elif st.session_state.get("pg.data_key") != data_key:
+            runner.replace_data(src, tgt, cfg)
+        elif cfg != runner.configs[0]:
+            if reset:
+                runner.replace_data(src, tgt, cfg)
+            else:
+                runner.update(cfg)
+        elif reset:
+            runner.reset()
+        st.session_state["pg.data_key"] = data_key
+    except (ConfigError, DatasetError, ValueError) as exc:
+        st.sidebar.error(f"Not applied: {exc}")
+    except (RuntimeError, MemoryError) as exc:  # e.g. out of memory while building the flow
+        st.sidebar.error(f"Could not build this run ({type(exc).__name__}: {exc}); try fewer points.")
+    st.session_state["pg.runner"] = runner  # a handle for tests; the session's slot owns the runner
+    return runner
+
+
+def _toggle(runner: Runner) -> None:
+    if runner.playing:
+        runner.pause()
+        runner.wait_idle(timeout=5.0)  # show where it stopped, not a chunk that was still running
+    else:
+        runner.play()
+
+
+def _step(runner: Runner) -> None:
+    version = runner.snapshot().version
+    runner.step_once(1)
+    runner.wait_for(version, timeout=10.0)
+
+
+def _reset(runner: Runner) -> None:
+    runner.reset()
+
+
+def _status_line(snap: Any) -> str:
+    state = {"ready": "ready", "playing": "▶ playing", "paused": "⏸ paused", "finished": "finished"}.get(
+        snap.state, snap.state
+    )
+    t = float(snap.t[0])
+    return (
+        f"**step n = {snap.n}** · t = {t:.4g} of T = {snap.configs[0].horizon:g} · {state} · "
+        f"{snap.steps_per_second:.1f} steps/s · {snap.device}"
+    )
+
+
+def _stability(snap: Any) -> None:
+    ro = F.stability_readout(snap)
+    cells = [(c.replace("|", "\\|") for c in row) for row in ro.rows()]
+    rows = "\n".join("| {} | {} | {} |".format(*row) for row in cells)
+    st.markdown("**Stability (CFL, §6)**\n\n| quantity | value | meaning |\n|---|---|---|\n" + rows)
+    for level, note in ro.notes:
+        {"ok": st.caption, "warn": st.warning, "bad": st.error}[level](note)
+
+
+def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | None) -> None:
+    playing = runner.playing
+
+    @st.fragment(run_every=REFRESH_SECONDS if playing else None)
+    def live_view() -> None:
+        if runner.playing != playing:
+            st.rerun()  # switch the refresh timer on or off
+        c1, c2, c3, c4 = st.columns([1, 1, 1, 6], vertical_alignment="center")
+        c1.button(
+            "Pause" if playing else "Play",
+            key=P + "play",
+            on_click=_toggle,
+            args=(runner,),
+            type="primary",
+            width="stretch",
+        )
+        c2.button("Step", key=P + "step", on_click=_step, args=(runner,), width="stretch")
+        c3.button("Reset", key=P + "reset", on_click=_reset, args=(runner,), width="stretch")
+        snap = runner.snapshot()
+        c4.markdown(_status_line(snap))
+        verdict = F.banner(snap)
+        if verdict is not None:
+            kind, text = verdict
+            {"error": st.error, "warning": st.warning, "success": st.success, "info": st.info}[kind](text)
+        if snap.message and snap.state != "error":
+            st.caption(snap.message)
+        left, right = st.columns([3, 2])
+        with left:
+            if image_shape is not None and view["images"]:
+                fig = F.digits_figure(snap, image_shape=image_shape, validate=False)
+            else:
+                fig = F.particles_figure(
+                    snap,
+                    show_phi=view["phi"],
+                    show_arrows=view["arrows"],
+                    show_trails=view["trails"],
+                    validate=False,
+                )
+            st.plotly_chart(fig, key=P + "particles", config={"displaylogo": False})
+            if snap.d == 2:
+                st.caption(
+                    "Red dots: particles · grey dots: target samples · background: φ (red high, blue low) · "
+                    "arrows: −∇φ, the velocity a particle would have there."
+                )
+        with right:
+            _stability(snap)
+        st.plotly_chart(
+            F.history_figure(snap, validate=False), key=P + "history", config={"displaylogo": False}
+        )
+
+    live_view()
+
+
+def _exports(runner: Runner, settings: dict[str, Any]) -> None:
+    with st.expander("Export"):
+        c1, c2, c3 = st.columns(3)
+        c1.download_button(
+            "Particles (CSV)",
+            data=lambda: runner.snapshot().particles_csv(),
+            file_name="gpa_particles.csv",
+            mime="text/csv",
+        )
+        c1.download_button(
+            "Particles (NPY)",
+            data=lambda: npy_bytes(runner.snapshot().particles[0]),
+            file_name="gpa_particles.npy",
+            mime="application/octet-stream",
+        )
+        c2.download_button(
+            "History (CSV)",
+            data=lambda: runner.snapshot().history_csv(),
+            file_name="gpa_history.csv",
+            mime="text/csv",
+        )
+        c2.download_button(
+            "History (NPY)",
+            data=lambda: npy_bytes(_history_matrix(runner)),
+            file_name="gpa_history.npy",
+            mime="application/octet-stream",
+            help="Columns: step, " + ", ".join(HISTORY_FIELDS) + " (member 0)",
+        )
+        c3.download_button(
+            "Configuration (JSON)",
+            data=lambda: _config_json(runner, settings),
+            file_name="gpa_run.json",
+            mime="application/json",
+        )
+        c3.download_button(
+            "Animation (HTML)",
+            data=lambda: _animation(runner),
+            file_name="gpa_flow.html",
+            mime="text/html",
+            help="A self-contained animation of the recorded frames (opens offline)",
+        )
+
+
+def _history_matrix(runner: Runner) -> np.ndarray:
+    h = runner.snapshot().history
+    return np.column_stack([h.step.astype(np.float64)] + [getattr(h, f)[:, 0] for f in HISTORY_FIELDS])
+
+
+def _config_json(runner: Runner, settings: dict[str, Any]) -> str:
+    snap = runner.snapshot()
+    link = S.to_query(settings)
+    return json.dumps(
+        {
+            "source": link["source"],
+            "target": link["target"],
+            "M": snap.M,
+            "N": snap.N,
+            "dim": snap.d,
+            "data_seed": settings.get("data_seed", 0),
+            "config": snap.configs[0].to_dict(),
+            "query": link,
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+def _animation(runner: Runner) -> str:
+    snap = runner.snapshot()
+    fig = F.animation_figure(runner.frames(), snap.target[0], extent=snap.extent)
+    return F.animation_html(fig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Page
+# ---------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    _init_settings()
+    _restore_widgets()
+    st.title("Particle flow")
+    st.caption(
+        "Lipschitz-regularized gradient flow (Algorithm 3.1): particles from P follow −∇φ, where φ is an "
+        "L-Lipschitz network trained to tell them from the target samples Q."
+    )
+    for warning in st.session_state.pop("pg.link_warnings", []):
+        st.warning(warning)
+
+    with st.sidebar:
+        _preset_buttons()
+        with st.expander("Data", expanded=False):
+            src, tgt, data_key = _data()
+        with st.expander("Flow", expanded=False):
+            _config_widgets()
+        view = _view_widgets()
+        st.select_slider(
+            "speed (steps per frame)",
+            options=SPEEDS,
+            value="max",
+            key=P + "speed",
+            help="'max' runs the flow as fast as it goes; a number shows that many steps per frame.",
+        )
+
+    settings = {k: st.session_state[P + k] for k in st.session_state[SETTINGS] if P + k in st.session_state}
+    for side in ("src", "tgt"):
+        name = settings.get(side)
+        if name and name != S.UPLOAD:
+            for spec in get_dataset(name).params:
+                key = f"{side}.{name}.{spec.name}"
+                if P + key in st.session_state:
+                    settings[key] = st.session_state[P + key]
+    st.session_state[SETTINGS] = {**st.session_state[SETTINGS], **settings}
+
+    cfg: FlowConfig | None = None
+    try:
+        cfg = S.config_from_state(settings)
+    except ConfigError as exc:
+        st.sidebar.error(f"Flow settings: {exc}")
+
+    runner = _connect(src, tgt, data_key, cfg)
+    if runner is None:
+        st.error("Fix the settings in the sidebar to start a run.")
+        st.stop()
+
+    speed = st.session_state[P + "speed"]
+    runner.set_speed(None if speed == "max" else int(speed), frame_interval=REFRESH_SECONDS)
+
+    preset = st.session_state.get("pg.preset")
+    if preset is not None:
+        found = [p for p in list_presets() if p.id == preset[0]]
+        if found:
+            p = found[0]
+            with st.expander(f"Preset: {p.paper} — {p.title} ({p.labels[preset[1]]})"):
+                st.write(p.notes)
+
+    snap = runner.snapshot()
+    image_shape = (8, 8) if snap.d == 64 else None
+    _live(runner, view, image_shape)
+    _exports(runner, st.session_state[SETTINGS])
+
+    try:
+        query = S.to_query(st.session_state[SETTINGS])
+    except (ConfigError, DatasetError):
+        query = {}
+    query["sv"] = str(st.session_state.get(VERSION, 0))
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+
+
+main()

@@ -1,0 +1,312 @@
+"""Stability map: a grid over L × Δt (log-spaced, up to 8 × 8), every cell a run to the horizon T, computed
+as batched ensembles in a background job. Lines of constant LΔt show the CFL-type condition of §6."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from gpa_core import ensembles as E
+from gpa_core import figures_ensemble as F
+from gpa_core.config import ConfigError, FlowConfig, authors_numerics
+
+PLAYGROUND = "pages/playground.py"
+POLL_SECONDS = 0.5
+
+
+def _release(holder: dict[str, Any]) -> None:
+    job = holder.get("job")
+    if job is not None:
+        job.cancel()
+
+
+@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
+def _holder() -> dict[str, Any]:
+    """This browser session's stability map job and its inputs."""
+    return {}
+
+
+def _settings() -> dict[str, Any]:
+    ss = st.session_state
+    c1, c2, c3, c4, c5 = st.columns([3, 3, 1, 1, 1])
+    c1.text_input("Source P₀", value="gaussian:mean=0,std=0.5", key="stab_source")
+    c2.text_input("Target Q", value="mixture:std=0.5,spacing=4", key="stab_target")
+    c3.number_input("M", min_value=2, max_value=20000, value=200, step=50, key="stab_M")
+    c4.number_input("N", min_value=2, max_value=20000, value=200, step=50, key="stab_N")
+    c5.number_input("data seed", min_value=0, max_value=2**31 - 1, value=0, key="stab_seed")
+    g1, g2, g3, g4, g5, g6, g7 = st.columns(7)
+    g1.number_input("L from", min_value=1e-4, max_value=1e5, value=0.1, format="%.3g", key="stab_L_lo")
+    g2.number_input("L to", min_value=1e-4, max_value=1e5, value=100.0, format="%.3g", key="stab_L_hi")
+    g3.number_input("# L", min_value=1, max_value=E.MAX_AXIS, value=8, key="stab_nL")
+    g4.number_input("Δt from", min_value=1e-5, max_value=1e3, value=0.01, format="%.3g", key="stab_dt_lo")
+    g5.number_input("Δt to", min_value=1e-5, max_value=1e3, value=1.0, format="%.3g", key="stab_dt_hi")
+    g6.number_input("# Δt", min_value=1, max_value=E.MAX_AXIS, value=8, key="stab_ndt")
+    g7.number_input("horizon T", min_value=0.01, max_value=1e6, value=100.0, key="stab_T")
+    with st.expander("Run settings, outcome test and schedule"):
+        r1, r2, r3, r4 = st.columns(4)
+        r1.selectbox("f", ["kl", "alpha", "reverse_kl", "js"], key="stab_f")
+        r2.number_input("α", min_value=1.001, max_value=1000.0, value=2.0, key="stab_alpha")
+        r3.selectbox("solver", ["euler", "heun"], key="stab_solver")
+        r4.radio("numerics", ["paper", "authors"], key="stab_numerics", horizontal=True)
+        r5, r6, r7, r8 = st.columns(4)
+        r5.number_input("inner steps m_max", min_value=1, max_value=100, value=3, key="stab_inner")
+        r6.text_input("hidden widths", value="32,32,32", key="stab_hidden")
+        r7.number_input("network seed", min_value=0, max_value=2**31 - 1, value=0, key="stab_net_seed")
+        r8.multiselect(
+            "quality numbers",
+            ["w2", "sinkhorn"],
+            default=["w2"],
+            key="stab_metrics",
+            help="W₂: exact optimal transport (fast at M = N = 200). Sinkhorn: debiased, blur 0.05 — "
+            "can take seconds per cell.",
+        )
+        o1, o2, o3, o4 = st.columns(4)
+        o1.number_input(
+            "converged: move less than … of the target's size", min_value=1e-4, max_value=1.0, value=0.05,
+            format="%.3g", key="stab_move_tol",
+        )  # fmt: skip
+        o2.number_input(
+            "… over the last fraction of T", min_value=0.01, max_value=1.0, value=0.1, key="stab_window"
+        )
+        o3.selectbox("schedule", list(E.STRATEGIES), index=2, key="stab_strategy")
+        cpus = max(os.cpu_count() or 1, 1)
+        o4.number_input("worker threads", min_value=1, max_value=cpus, value=min(2, cpus), key="stab_workers")
+        st.caption(
+            "Schedules: *packed* deals all cells into balanced batches and drops each member as soon as "
+            "it has reached T (or diverged); *by_steps* batches cells with equal Δt; *sequential* runs "
+            "cells one at a time. A cell has *converged* when, over the last part of the run, the "
+            "particles' RMS speed √I times that duration is below the chosen fraction of the target's "
+            "spread and their kinetic energy has fallen below 5 % of its peak."
+        )
+    return dict(ss)
+
+
+def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCriteria, dict[str, Any]]:
+    ss = st.session_state
+    hidden = tuple(int(w) for w in str(ss["stab_hidden"]).replace(" ", "").split(",") if w)
+    base = FlowConfig(
+        f=ss["stab_f"],
+        alpha=float(ss["stab_alpha"]),
+        solver=ss["stab_solver"],
+        inner_steps=int(ss["stab_inner"]),
+        hidden=hidden,
+        seed=int(ss["stab_net_seed"]),
+    )
+    if ss["stab_numerics"] == "authors":
+        base = authors_numerics(base)
+    grid = E.stability_grid(
+        base,
+        T=float(ss["stab_T"]),
+        L_range=(float(ss["stab_L_lo"]), float(ss["stab_L_hi"])),
+        dt_range=(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"])),
+        n_L=int(ss["stab_nL"]),
+        n_dt=int(ss["stab_ndt"]),
+    )
+    source, target = E.sample_pair(
+        ss["stab_source"],
+        ss["stab_target"],
+        int(ss["stab_M"]),
+        int(ss["stab_N"]),
+        data_seed=int(ss["stab_seed"]),
+    )
+    criteria = E.ConvergenceCriteria(window=float(ss["stab_window"]), move_tol=float(ss["stab_move_tol"]))
+    data = {
+        "source": ss["stab_source"],
+        "target": ss["stab_target"],
+        "M": int(ss["stab_M"]),
+        "N": int(ss["stab_N"]),
+        "data_seed": int(ss["stab_seed"]),
+        "dim": int(source.shape[1]),
+    }
+    return grid, source, target, criteria, data
+
+
+def _start() -> None:
+    grid, source, target, criteria, data = _build()
+    metrics = tuple(st.session_state["stab_metrics"]) or ("w2",)
+    strategy = st.session_state["stab_strategy"]
+    workers = int(st.session_state["stab_workers"])
+    result = E.StabilityResult(grid, [None] * len(grid.cells), E.EnsembleStats(), E.data_scale(target))
+
+    def work(ctl: E.JobControl) -> E.StabilityResult:
+        return E.run_stability(
+            grid, source, target, metrics=metrics, criteria=criteria, strategy=strategy, workers=workers,
+            on_progress=lambda done, total: ctl.report(done, total),
+            on_cell=lambda cell: ctl.publish(result), cancel=ctl.cancel_event, result=result,
+        )  # fmt: skip
+
+    holder = _holder()
+    _release(holder)
+    job = E.EnsembleJob(work, name="stability", threads=1)
+    holder.update(
+        job=job, result=result, data=data, metrics=metrics, selected=None, live=True, target_points=target,
+        last_pick=None,
+    )  # fmt: skip
+    job.start()
+
+
+def _open_in_playground(result: E.StabilityResult, index: int, data: dict[str, Any]) -> None:
+    cell = result.grid.cells[index]
+    params = E.playground_params(
+        cell.config, source=data["source"], target=data["target"], M=data["M"], N=data["N"],
+        data_seed=data["data_seed"], dim=data.get("dim"),
+    )  # fmt: skip
+    st.session_state["playground_request"] = params
+    try:
+        st.switch_page(PLAYGROUND, query_params=params)
+    except StreamlitAPIException:
+        query = "&".join(f"{a}={b}" for a, b in params.items())
+        st.info(f"The playground page is not available here; its query parameters: `{query}`")
+
+
+def _cell_details(result: E.StabilityResult, index: int) -> None:
+    res = result.cells[index]
+    cell = result.grid.cells[index]
+    st.markdown(f"**Cell {index}: {cell.label}, LΔt = {cell.L_dt:.3g}, {cell.steps} steps**")
+    if res is None:
+        st.caption("This cell has not finished yet.")
+        return
+    s = res.run.summary
+    text = f"outcome: **{res.outcome.value}**"
+    if s.diverged_at is not None:
+        text += f" at t = {F.fmt(s.diverged_at)} ({s.reason})"
+    text += " · " + " · ".join(f"{k}: {F.fmt(v)}" for k, v in res.metrics.items())
+    text += f" · final kinetic energy {F.fmt(s.kinetic_energy)} · divergence {F.fmt(s.divergence)}"
+    st.markdown(text)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(
+        F.curves_figure(
+            [res.run.history], [cell.label], "kinetic_energy", title="kinetic energy (3.3)",
+            y_label="kinetic energy I",
+            diverged_at=[s.diverged_at], uirevision=f"stab_ke_{index}",
+        ),
+        key="stab_cell_ke",
+    )  # fmt: skip
+    target = _holder().get("target_points")
+    c2.plotly_chart(
+        F.particle_grid(
+            res.run.particles[None], target if target is not None else res.run.particles,
+            ["final particles (grey: target)"], cols=1, height_per_row=320, uirevision=f"stab_p_{index}",
+        ),
+        key="stab_cell_particles",
+    )  # fmt: skip
+
+
+def _cost_text() -> str:
+    """The size of the map about to be computed."""
+    ss = st.session_state
+    hidden = tuple(int(w) for w in str(ss["stab_hidden"]).replace(" ", "").split(",") if w)
+    base = FlowConfig(inner_steps=int(ss["stab_inner"]), hidden=hidden, solver=ss["stab_solver"])
+    dts = E.log_spaced(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"]), int(ss["stab_ndt"]), name="Δt")
+    n_L = int(ss["stab_nL"])
+    steps = n_L * sum(E.steps_for(float(ss["stab_T"]), dt) for dt in dts)
+    d = 2
+    flops = steps * E.member_step_flops(base, int(ss["stab_M"]), int(ss["stab_N"]), d)
+    return f"{n_L * len(dts)} runs, {steps:,} particle steps in all (≈ {flops / 1e12:.2f} TFLOP for 2-D data)"
+
+
+def _live_view() -> None:
+    holder = _holder()
+    job: E.EnsembleJob | None = holder.get("job")
+    if job is None:
+        st.info("Set the grid and press **Compute map**. Each cell is a full run to the horizon T.")
+        return
+    result: E.StabilityResult = holder["result"]
+    n_done = sum(c is not None for c in result.cells)
+    frac = job.fraction
+    eta = job.eta
+    status = "cancelled" if job.cancelled else ("done" if job.done else "running")
+    st.progress(
+        frac,
+        text=f"{status}: {n_done}/{len(result.cells)} cells · {frac:.0%} of the member-steps · "
+        f"{job.elapsed:.0f} s" + (f" · about {eta:.0f} s left" if eta is not None else ""),
+    )
+    if job.error is not None:
+        st.error(f"The map failed: {job.error}")
+    counts = result.counts()
+    st.caption(" · ".join(f"{o.symbol} {o.value}: {counts[o.value]}" for o in E.Outcome))
+    metric_options = list(holder.get("metrics", ("w2",)))
+    metric = metric_options[0]
+    if len(metric_options) > 1:
+        metric = st.radio("colour", metric_options, horizontal=True, key="stab_colour")
+    selected = holder.get("selected")
+    event = st.plotly_chart(
+        F.stability_figure(result, metric, selected=selected),
+        key="stab_heatmap",
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
+    picked = _picked_cell(event)
+    if picked is not None and picked != holder.get("last_pick"):
+        holder["last_pick"] = picked  # a new click: show that cell below
+        st.session_state["stab_cell_choice"] = picked
+        st.rerun()
+    if job.done and holder.get("live"):
+        holder["live"] = False
+        st.rerun()
+
+
+def _picked_cell(event: Any) -> int | None:
+    """The cell index of a click on the heat map (the marker trace carries it in customdata)."""
+    try:
+        points = event.selection.points  # type: ignore[union-attr]
+    except AttributeError:
+        return None
+    for p in points or []:
+        data = p.get("customdata")
+        if data is None:
+            continue
+        value = data[0] if isinstance(data, (list, tuple)) else data
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def main() -> None:
+    st.title("Stability map over (L, Δt)")
+    st.caption(
+        "§6: the Lipschitz bound L caps the particle speed, so one step moves a particle at most LΔt — a "
+        "CFL-type condition. Each cell is a full run to T; dashed lines are constant LΔt."
+    )
+    _settings()
+    holder = _holder()
+    b1, b2, b3 = st.columns([1, 1, 4])
+    if b1.button("Compute map", type="primary", key="stab_start"):
+        try:
+            _start()
+        except (ValueError, ConfigError) as exc:
+            st.error(f"Cannot start: {exc}")
+    job: E.EnsembleJob | None = holder.get("job")
+    if b2.button("Cancel", key="stab_cancel", disabled=job is None or job.done):
+        assert job is not None
+        job.cancel()
+    try:
+        b3.caption(_cost_text())
+    except (ValueError, ConfigError) as exc:
+        b3.error(str(exc))
+    live = bool(holder.get("live"))
+    st.fragment(run_every=POLL_SECONDS if live else None)(_live_view)()
+    result: E.StabilityResult | None = holder.get("result")
+    if result is None:
+        return
+    labels = {c.index: f"{c.index}: {c.label}" for c in result.grid.cells}
+    if st.session_state.get("stab_cell_choice") not in labels:
+        st.session_state["stab_cell_choice"] = 0
+    c1, c2 = st.columns([3, 1])
+    choice = c1.selectbox(
+        "Cell (or click one on the map)", list(labels), format_func=labels.get, key="stab_cell_choice"
+    )
+    holder["selected"] = int(choice)
+    _cell_details(result, int(choice))
+    if c2.button("Open in playground", key="stab_open"):
+        _open_in_playground(result, int(choice), holder["data"])
+
+
+main()

@@ -1,0 +1,111 @@
+"""AppTest runs of the latent-space (gene expression) page with tiny synthetic studies: the page loads,
+the mean/std baseline and a short per-label GPA run end-to-end in the background job and fill the score
+table, and unreadable uploads show one error each while the page keeps working."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "pages" / "latent_space.py"
+FIXTURES = ROOT / "tests" / "fixtures" / "genes"
+SMALL = {"genes": 500, "n_source": 30, "n_target": 32, "umap": False, "steps": 10}
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.session_state["lat_defaults"] = dict(SMALL)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _poll(at: AppTest, done: callable, timeout: float = 60.0) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        if done(at):
+            return
+        time.sleep(0.3)
+    raise AssertionError("the integration did not finish in time")
+
+
+def _has_scores(at: AppTest) -> bool:
+    return any(h.value == "Scores" for h in at.subheader) and len(at.dataframe) == 1
+
+
+def test_page_loads_with_small_synthetic_data() -> None:
+    at = _app()
+    assert at.selectbox(key="lat_genes").value == 500
+    assert at.number_input(key="lat_d").value == 50
+    assert not at.error
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # scree and reconstruction error
+    assert any("Alignment:" in c.value and "500 genes kept" in c.value for c in at.caption)
+    assert not _has_scores(at)
+
+
+def test_small_integration_end_to_end() -> None:
+    at = _app()
+    at.number_input(key="lat_d").set_value(5)
+    at.run()
+    at.button(key="lat_run").click()
+    at.run()
+    assert not at.exception, at.exception
+    _poll(at, _has_scores)
+    table = at.dataframe[0].value
+    assert set(table["method"]) == {"mean/std baseline", "GPA"}
+    w2 = table[table["metric"] == "W2²"]
+    assert set(w2["label"]) == {"ER+", "ER-"}
+    assert set(w2["space"]) == {"latent", "genes"}
+    assert (w2["before"] > 0).all() and w2["after"].notna().all()
+    # the baseline matches each label's mean and std per gene: the gene-space distance must shrink
+    base = w2[(w2["method"] == "mean/std baseline") & (w2["space"] == "genes")]
+    assert (base["after"] < base["before"]).all()
+    assert {"silhouette by study", "k-NN mixing", "silhouette by label"} <= set(table["metric"])
+    assert any("GPA per label:" in c.value and "10 steps, all steps done" in c.value for c in at.caption)
+    keys = {b.key for b in at.download_button} if hasattr(at, "download_button") else set()
+    assert {"lat_dl_matrix", "lat_dl_latent", "lat_dl_scores"} <= keys
+    assert at.radio(key="lat_view").options == ["PCA of the latent data"]  # UMAP off in the test
+    # 2 encoder charts + final KE/divergence + 3 views × (by study, by label)
+    assert len(at.get("plotly_chart")) == 2 + 2 + 6
+
+
+def test_bad_uploads_show_errors_and_page_keeps_working() -> None:
+    at = _app()
+    at.radio(key="lat_data").set_value("upload")
+    at.run()
+    assert not at.exception
+    at.file_uploader(key="lat_up_source").set_value(
+        ("bad_cell.csv", (FIXTURES / "bad_cell.csv").read_bytes(), "text/csv")
+    )
+    at.file_uploader(key="lat_up_target").set_value(("junk.csv", b"\x00\x01 not a table", "text/csv"))
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2, errors
+    assert errors[0].startswith("bad_cell.csv:") and "high" in errors[0]
+    assert errors[1].startswith("junk.csv:")
+    # a good series matrix with several characteristics tags: a tag chooser appears, labels come from it
+    at.file_uploader(key="lat_up_source").set_value(
+        ("gse_a_series_matrix.txt", (FIXTURES / "gse_a_series_matrix.txt").read_bytes(), "text/plain")
+    )
+    at.run()
+    assert not at.exception, at.exception
+    tag = at.selectbox(key="lat_tag_source")
+    assert "er status" in tag.options and tag.value == "er status"
+    assert len(at.error) == 1  # only the bad target remains
+    # a label file that does not cover the samples is reported next to its study
+    at.file_uploader(key="lat_lab_source").set_value(("labels.csv", b"sample,label\nX1,ER+\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert any(e.value.startswith("labels.csv:") and "no label" in e.value for e in at.error)
+    # back to the synthetic data: everything works again
+    at.radio(key="lat_data").set_value("synthetic")
+    at.run()
+    assert not at.exception and not at.error

@@ -1,0 +1,327 @@
+"""Streamlit AppTest for app.py and the playground page: loading, presets, controls, live changes,
+links (query parameters) and bad uploads that must leave the current run untouched."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 120
+
+
+def _runner_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "gpa-runner" and t.is_alive()]
+
+
+@pytest.fixture
+def app():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    yield at
+    runner = at.session_state["pg.runner"] if "pg.runner" in at.session_state else None
+    st.cache_resource.clear()  # fires on_release for the session's runners, as a closed tab would
+    if runner is not None:
+        assert runner.closed and not runner.alive
+    for t in _runner_threads():
+        t.join(5)
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _status(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**step n ="))
+
+
+def test_app_opens_on_the_playground(app: AppTest) -> None:
+    _run(app)
+    assert app.title[0].value == "Particle flow"
+    assert app.button(key="pg:play").label == "Play"
+    assert {"Step", "Reset"} <= {b.label for b in app.button}
+    assert _status(app).startswith("**step n = 0**")
+    runner = app.session_state["pg.runner"]
+    snap = runner.snapshot()
+    # the opening run: Gaussian → the four wells with L = 1 (Fig. 2–3)
+    assert snap.configs[0].L == 1.0 and snap.M == 200 and snap.d == 2
+    assert not runner.alive  # nothing runs until asked
+    assert len(app.get("plotly_chart")) == 2
+    assert app.query_params["source"] == "gaussian:mean=0.0,std=0.5"
+    assert app.query_params["L"] == "1.0"
+    assert not app.error
+
+
+def test_play_pause_step_and_reset(app: AppTest) -> None:
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    app.button(key="pg:step").click()
+    _run(app)
+    assert runner.snapshot().n == 1
+    assert _status(app).startswith("**step n = 1**")
+    app.button(key="pg:play").click()
+    _run(app)
+    assert runner.playing and app.button(key="pg:play").label == "Pause"
+    app.button(key="pg:play").click()
+    _run(app)
+    assert not runner.playing and app.button(key="pg:play").label == "Play"
+    app.button(key="pg:reset").click()
+    _run(app)
+    assert runner.snapshot().n == 0
+
+
+def test_preset_applies(app: AppTest) -> None:
+    _run(app)
+    app.button(key="pg:preset:fig4-heavy-tails:1").click()
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    cfg = runner.configs[0]
+    assert (cfg.f, cfg.alpha, cfg.L, cfg.steps) == ("alpha", 2.0, 1.0, 1000)
+    assert app.session_state["pg:src"] == "gaussian" and app.session_state["pg:src.gaussian.mean"] == 10.0
+    assert app.session_state["pg:tgt"] == "student_t"
+    snap = runner.wait_idle()
+    assert snap.n == 0 and abs(snap.particles[0].mean() - 10.0) < 0.5
+    assert any("Fig. 4" in e.label for e in app.expander)
+    assert app.query_params["f"] == "alpha"
+
+
+def test_live_change_keeps_particles(app: AppTest) -> None:
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    app.button(key="pg:step").click()
+    _run(app)
+    before = runner.snapshot()
+    app.number_input(key="pg:dt").set_value(0.25)
+    _run(app)
+    after = runner.wait_idle()
+    assert after.configs[0].dt == 0.25
+    assert after.run_id == before.run_id and after.n == 1  # not reset
+    np.testing.assert_array_equal(after.particles, before.particles)
+    assert "live" in after.message
+    app.text_input(key="pg:hidden").input("16, 16")
+    _run(app)
+    after = runner.wait_idle()
+    assert after.n == 0 and after.configs[0].hidden == (16, 16) and "reset" in after.message
+
+
+def test_bad_flow_setting_keeps_run(app: AppTest) -> None:
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    app.text_input(key="pg:hidden").input("32, lots")
+    _run(app)
+    assert any("hidden widths must be whole numbers" in e.value for e in app.error)
+    assert runner.configs[0].hidden == (32, 32, 32)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def _pickle_as_npy() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.array([_Evil(), 1], dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+BAD_UPLOADS = {
+    "text in a numeric column": ("points.csv", b"x,y\n1,2\n3,abc\n5,6\n", "row 3"),
+    "NaN": ("points.csv", b"1,2\nnan,4\n5,6\n", "NaN"),
+    "one row": ("points.csv", b"1,2\n", "at least 2 points"),
+    "a 10^6-column file": ("wide.csv", (",".join(["1"] * 1_000_000) + "\n").encode() * 2, "columns"),
+    "a pickle disguised as .npy": ("points.npy", _pickle_as_npy(), "pickle"),
+    "an image that is not an image": ("photo.png", b"this is not a PNG at all", "not an image"),
+    "an empty file": ("points.csv", b"", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_upload_shows_error_and_keeps_run(app: AppTest, case: str) -> None:
+    filename, content, expected = BAD_UPLOADS[case]
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    before = runner.snapshot()
+    app.selectbox(key="pg:src").set_value("upload")
+    _run(app)
+    assert any("Upload a file" in i.value for i in app.info)
+    app.file_uploader(key="pg:src_upload").set_value((filename, content, "application/octet-stream"))
+    _run(app)
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1, errors
+    assert expected.lower() in errors[0].lower(), errors[0]
+    after = runner.snapshot()
+    assert after.run_id == before.run_id  # the run was left alone
+    np.testing.assert_array_equal(after.particles, before.particles)
+
+
+def test_upload_over_the_size_limit(app: AppTest, monkeypatch) -> None:
+    import pages._ui as ui
+
+    monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 1000)  # the same check, with a limit a test can afford
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    run_id = runner.snapshot().run_id
+    app.selectbox(key="pg:tgt").set_value("upload")
+    _run(app)
+    app.file_uploader(key="pg:tgt_upload").set_value(("big.csv", b"1,2\n" * 400, "text/csv"))
+    _run(app)
+    assert len(app.error) == 1 and "upload limit" in app.error[0].value
+    assert runner.snapshot().run_id == run_id
+
+
+def test_good_uploads_replace_the_data(app: AppTest) -> None:
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    pts = np.random.default_rng(0).normal(5, 1, (150, 2))
+    app.selectbox(key="pg:tgt").set_value("upload")
+    _run(app)
+    app.file_uploader(key="pg:tgt_upload").set_value(("mine.npy", _npy(pts), "application/octet-stream"))
+    _run(app)
+    assert not app.error
+    snap = runner.wait_idle()
+    assert snap.N == 150 and "new data" in snap.message
+    np.testing.assert_allclose(snap.target[0], pts)
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (40, 40), 255)
+    ImageDraw.Draw(img).rectangle([10, 10, 30, 30], fill=0)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    app.selectbox(key="pg:src").set_value("upload")
+    _run(app)
+    app.file_uploader(key="pg:src_upload").set_value(("square.png", buf.getvalue(), "image/png"))
+    _run(app)
+    assert not app.error
+    snap = runner.wait_idle()
+    assert snap.M == 200 and snap.particles.shape == (1, 200, 2)
+
+
+def test_an_upload_sets_the_dimension(app: AppTest) -> None:
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    pts = np.random.default_rng(1).normal(0, 1, (90, 3))
+    csv = "x,y,z\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in pts) + "\n"
+    app.selectbox(key="pg:tgt").set_value("upload")
+    _run(app)
+    app.file_uploader(key="pg:tgt_upload").set_value(("cloud.csv", csv.encode(), "text/csv"))
+    _run(app)
+    assert not app.error
+    snap = runner.wait_idle()
+    assert snap.d == 3 and snap.N == 90 and snap.M == 200  # the Gaussian source follows the upload's d
+    assert any("d = 3" in c.value for c in app.caption)
+
+
+def test_link_reopens_a_run() -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(
+        {
+            "source": "gaussian:mean=1.0,std=0.5",
+            "target": "sierpinski:level=2",
+            "M": "120",
+            "L": "inf",
+            "dt": "0.25",
+        }
+    )
+    at.query_params["steps"] = "bad"
+    try:
+        _run(at)
+        cfg = at.session_state["pg.runner"].configs[0]
+        assert cfg.L == float("inf") and cfg.dt == 0.25 and cfg.steps == 500  # default kept for steps
+        assert cfg.kl_form == "lt"  # a link lists non-defaults only: the rest are FlowConfig's defaults
+        assert at.session_state["pg.runner"].snapshot().M == 120
+        warnings = [w.value for w in at.warning]
+        assert any("steps=bad" in w for w in warnings)
+    finally:
+        st.cache_resource.clear()
+
+
+def test_request_from_another_page() -> None:
+    from gpa_core import FlowConfig
+    from gpa_core.ensembles import playground_params
+
+    params = playground_params(
+        FlowConfig(L=10.0, f="alpha", alpha=3.0), source="gaussian:std=0.5", target="mixture", M=64, N=80
+    )
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["playground_request"] = params
+    try:
+        _run(at)
+        cfg = at.session_state["pg.runner"].configs[0]
+        assert (cfg.L, cfg.f, cfg.alpha) == (10.0, "alpha", 3.0)
+        snap = at.session_state["pg.runner"].snapshot()
+        assert (snap.M, snap.N) == (64, 80)
+    finally:
+        st.cache_resource.clear()
+
+
+def test_every_page_loads() -> None:
+    import app as gpa_app
+
+    existing = [path for path, *_ in gpa_app.PAGES if (ROOT / path).exists()]
+    assert existing[0] == "pages/playground.py"
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    try:
+        _run(at)
+        for page in existing:
+            at.switch_page(page)
+            _run(at)
+            assert at.title or at.header, page
+    finally:
+        st.cache_resource.clear()
+
+
+def test_stale_browser_cannot_undo_a_preset(app: AppTest) -> None:
+    """A click from a page that has not drawn the preset yet carries the old widget values (and the
+    old settings version in its URL): the preset must survive it."""
+    _run(app)
+    old_sv = app.query_params["sv"]
+    app.button(key="pg:preset:fig2-3-mixture:2").click()  # L = 100
+    _run(app)
+    assert app.session_state["pg.runner"].configs[0].L == 100.0
+    assert app.query_params["sv"] != old_sv
+    # what a lagging browser sends: the old L, with the old version in its URL
+    app.query_params["sv"] = old_sv
+    app.select_slider(key="pg:L").set_value(1.0)
+    _run(app)
+    assert app.session_state["pg.runner"].configs[0].L == 100.0
+    assert app.session_state["pg:L"] == 100.0
+    # the same change from an up-to-date page is applied
+    app.select_slider(key="pg:L").set_value(10.0)
+    _run(app)
+    assert app.session_state["pg.runner"].configs[0].L == 10.0
+
+
+def test_runner_slots_stop_what_they_drop() -> None:
+    """The session's runner holder: replacing a runner stops the old one, closing (the session's
+    on_release) stops all. (AppTest gives every AppTest the same session id, so that two sessions get
+    two runners is checked in the browser test, with two tabs.)"""
+    from gpa_core import FlowConfig
+    from gpa_core.runner import Runner
+    from pages._ui import RunnerSlots
+
+    rng = np.random.default_rng(0)
+    data = (rng.normal(0, 1, (10, 2)), rng.normal(2, 1, (10, 2)), FlowConfig(hidden=(4,)))
+    slots = RunnerSlots()
+    first, second, other = Runner(*data), Runner(*data), Runner(*data)
+    slots.put("playground", first)
+    first.step_once(1)
+    slots.put("playground", second)
+    slots.put("compare", other)
+    assert first.closed and not first.alive and slots.get("playground") is second
+    slots.close()
+    assert second.closed and other.closed and slots.get("compare") is None and len(slots) == 0

@@ -1,0 +1,225 @@
+"""Tests for gpa_core.figures: pure figure builders from runner snapshots (no browser)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpa_core import FlowConfig
+from gpa_core import figures as F
+from gpa_core.runner import Runner, Snapshot
+
+CFG = FlowConfig(hidden=(8, 8), steps=1000, kl_form="dv", dt=0.5)
+
+
+def _snapshot(d: int = 2, m: int = 30, n: int = 25, steps: int = 3, configs=None, **kwargs) -> Snapshot:
+    rng = np.random.default_rng(1)
+    r = Runner(rng.normal(0, 0.5, (m, d)), rng.normal(4, 0.5, (n, d)), configs or CFG, **kwargs)
+    try:
+        for _ in range(steps):
+            r.step_once(1)
+        return r.wait_idle()
+    finally:
+        r.stop()
+
+
+@pytest.fixture(scope="module")
+def snap2d() -> Snapshot:
+    return _snapshot(trail_length=4, trail_particles=6)
+
+
+def _types(fig: go.Figure) -> list[str]:
+    return [t.type for t in fig.data]
+
+
+def test_particles_2d_has_all_layers(snap2d: Snapshot) -> None:
+    fig = F.particles_figure(snap2d)
+    assert _types(fig) == ["heatmap", "scatter", "scattergl", "scattergl", "scattergl"]
+    heat, arrows, target, trails, particles = fig.data
+    assert heat.z.shape == snap2d.grid.phi.shape
+    assert len(particles.x) == snap2d.M and len(target.x) == snap2d.N
+    assert arrows.marker.symbol == "arrow"
+    # fixed ranges from the data, equal aspect, a constant uirevision
+    xr = fig.layout.xaxis.range
+    assert xr[0] <= snap2d.particles[0, :, 0].min() and xr[1] >= snap2d.target[0, :, 0].max()
+    assert fig.layout.yaxis.scaleanchor == "x"
+    assert fig.layout.uirevision
+    # trails: T points per particle then a gap
+    assert len(trails.x) == 6 * 5 and np.isnan(np.asarray(trails.x, dtype=float)[4])
+
+
+def test_layers_can_be_switched_off(snap2d: Snapshot) -> None:
+    fig = F.particles_figure(snap2d, show_phi=False, show_arrows=False, show_trails=False, show_target=False)
+    assert _types(fig) == ["scattergl"]
+
+
+def test_spec_figure_matches_validated(snap2d: Snapshot) -> None:
+    fast = F.particles_figure(snap2d, validate=False)
+    slow = F.particles_figure(snap2d)
+    assert isinstance(fast, F.SpecFigure)
+    a = json.loads(pio.to_json(fast, validate=False))
+    b = json.loads(pio.to_json(slow, validate=False))
+    assert [t["type"] for t in a["data"]] == [t["type"] for t in b["data"]]
+    assert a["data"][-1]["x"] == b["data"][-1]["x"]  # same base64 payload
+    assert a["layout"]["xaxis"]["range"] == b["layout"]["xaxis"]["range"]
+    fast.validated()  # the spec is a valid Plotly figure
+    # to_dict never alters the spec (base64 packing works on a copy)
+    fast.to_dict()
+    assert isinstance(fast.spec["data"][-1]["x"], np.ndarray)
+
+
+def test_uirevision_stable_within_a_run() -> None:
+    rng = np.random.default_rng(0)
+    r = Runner(rng.normal(0, 1, (20, 2)), rng.normal(3, 1, (20, 2)), CFG)
+    try:
+        a = r.snapshot()
+        r.step_once(2)
+        b = r.wait_idle()
+    finally:
+        r.stop()
+    assert b.version > a.version
+    fa, fb = F.particles_figure(a, validate=False), F.particles_figure(b, validate=False)
+    assert fa.spec["layout"]["uirevision"] == fb.spec["layout"]["uirevision"]
+    assert fa.spec["layout"]["xaxis"]["range"] == fb.spec["layout"]["xaxis"]["range"]
+
+
+def test_3d_and_projection_and_1d() -> None:
+    s3 = _snapshot(d=3, steps=1)
+    fig = F.particles_figure(s3)
+    assert _types(fig) == ["scatter3d", "scatter3d"]
+    assert fig.layout.scene.zaxis.range is not None
+    s5 = _snapshot(d=5, steps=1)
+    fig = F.particles_figure(s5)
+    assert _types(fig) == ["scattergl", "scattergl"] and "PC1" in fig.layout.xaxis.title.text
+    s1 = _snapshot(d=1, steps=1)
+    assert _types(F.particles_figure(s1)) == ["scattergl", "scattergl"]
+    with pytest.raises(ValueError, match="member"):
+        F.particles_figure(s1, member=3)
+
+
+def test_digits_figure() -> None:
+    s = _snapshot(d=64, m=12, n=10, steps=1)
+    fig = F.digits_figure(s, n_images=8, cols=4)
+    assert _types(fig) == ["heatmap", "heatmap"]
+    assert fig.data[0].z.shape == (2 * 9 - 1, 4 * 9 - 1)
+    with pytest.raises(ValueError, match="image_shape"):
+        F.digits_figure(s, image_shape=(7, 7))
+
+
+def test_history_figure_log_axes_and_members() -> None:
+    s = _snapshot(configs=[CFG, CFG.replace(L=10.0)], steps=4)
+    fig = F.history_figure(s)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    names = {t.name for t in fig.data}
+    assert names == {"L = 1", "L = 10"}
+    assert all(np.all(np.asarray(t.x, dtype=float) > 0) for t in fig.data)  # t = 0 left out
+    assert len(fig.data[0].x) == 3  # steps 1..3 (t > 0)
+
+
+def test_history_marks_divergence(snap2d: Snapshot) -> None:
+    s = dataclasses.replace(
+        snap2d,
+        status=("diverged",),
+        diverged_at=(1.0,),
+        reason=("the objective overflowed (largest argument of exp was 95; float32's limit is 88.7)",),
+    )
+    fig = F.history_figure(s)
+    assert any(t.mode == "markers" and t.marker.symbol == "x" for t in fig.data)
+    kind, text = F.banner(s)
+    assert kind == "error"
+    assert text == "Diverged at t = 1: the objective overflowed — try an α-divergence or a smaller L."
+
+
+def test_banners(snap2d: Snapshot) -> None:
+    assert F.banner(snap2d) is None
+    conv = dataclasses.replace(snap2d, status=("converged",))
+    assert F.banner(conv)[0] == "success" and "Converged" in F.banner(conv)[1]
+    done = dataclasses.replace(snap2d, finished=(True,))
+    assert F.banner(done)[0] == "info" and "Finished" in F.banner(done)[1]
+    err = dataclasses.replace(snap2d, state="error", error="OutOfMemoryError: boom")
+    assert F.banner(err)[0] == "error" and "boom" in F.banner(err)[1]
+    inf = dataclasses.replace(
+        snap2d,
+        status=("diverged",),
+        diverged_at=(3.0,),
+        reason=("particles ran away",),
+        configs=(CFG.replace(L=math.inf, f="alpha"),),
+    )
+    assert "finite L" in F.banner(inf)[1]
+
+
+def test_stability_readout(snap2d: Snapshot) -> None:
+    ro = F.stability_readout(snap2d)
+    cfg = snap2d.configs[0]
+    assert ro.max_step == pytest.approx(cfg.L * cfg.dt)
+    assert ro.cfl == pytest.approx(ro.max_grad / cfg.L)
+    assert ro.realized_step == pytest.approx(ro.max_grad * cfg.dt)
+    assert ro.nn_spacing > 0 and ro.data_scale > 0
+    assert ro.steps_to_cross == pytest.approx(ro.distance / ro.max_step)
+    assert len(ro.rows()) == 6 and ro.notes
+    unreg = dataclasses.replace(snap2d, configs=(cfg.replace(L=math.inf),))
+    ro = F.stability_readout(unreg)
+    assert ro.level == "warn" and math.isinf(ro.max_step) and "L = ∞" in ro.notes[0][1]
+    big = dataclasses.replace(snap2d, configs=(cfg.replace(L=100.0),))
+    assert F.stability_readout(big).level == "warn"
+
+
+def test_nearest_neighbour_spacing_on_a_lattice() -> None:
+    g = np.stack(np.meshgrid(np.arange(10) * 0.5, np.arange(10) * 0.5), -1).reshape(-1, 2)
+    assert F.nearest_neighbour_spacing(g) == pytest.approx(0.5)
+    assert math.isnan(F.nearest_neighbour_spacing(np.zeros((1, 2))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shift=st.floats(-1e3, 1e3),
+    scale=st.floats(1e-3, 1e3),
+    runaway=st.floats(-1e12, 1e12),
+)
+def test_axis_ranges_hold_the_data(snap2d: Snapshot, shift: float, scale: float, runaway: float) -> None:
+    parts = np.array(snap2d.particles, copy=True) * scale + shift
+    tgt = np.array(snap2d.target) * scale + shift
+    lo, hi = np.minimum(parts.min((0, 1)), tgt.min((0, 1))), np.maximum(parts.max((0, 1)), tgt.max((0, 1)))
+    parts[0, 0, 0] = runaway
+    s = dataclasses.replace(snap2d, particles=parts, target=tgt, extent=(lo, hi))
+    (x0, x1), (y0, y1) = F.axis_ranges(s)
+    span = hi[0] - lo[0]
+    assert x0 <= lo[0] and x1 >= hi[0] and y0 <= lo[1] and y1 >= hi[1]
+    assert x1 - x0 <= 41 * span + 1e-9  # a runaway particle cannot squash the view
+    assert all(math.isfinite(v) for v in (x0, x1, y0, y1))
+
+
+def test_member_labels() -> None:
+    assert F.member_labels([CFG]) == ["KL, L = 1"]
+    labels = F.member_labels([CFG, CFG.replace(f="alpha", alpha=2.0), CFG.replace(f="alpha", alpha=10.0)])
+    assert labels == ["KL", "α = 2", "α = 10"]
+    assert F.member_labels([CFG, CFG.replace(L=math.inf)]) == ["L = 1", "L = ∞"]
+
+
+def test_animation_html_is_self_contained() -> None:
+    rng = np.random.default_rng(0)
+    r = Runner(rng.normal(0, 1, (15, 2)), rng.normal(3, 1, (15, 2)), CFG)
+    try:
+        for _ in range(3):
+            r.step_once(2)
+        r.wait_idle()
+        frames = r.frames()
+        snap = r.snapshot()
+    finally:
+        r.stop()
+    fig = F.animation_figure(frames, snap.target[0], extent=snap.extent)
+    assert len(fig.frames) == len(frames) == 4
+    assert fig.layout.updatemenus[0].buttons[0].label == "Play"
+    html = F.animation_html(fig)
+    assert '<script src="https://cdn' not in html and "Plotly.newPlot" in html
+    assert len(html) > 1_000_000  # plotly.js embedded
+    with pytest.raises(ValueError, match="no frames"):
+        F.animation_figure([], snap.target[0])

@@ -1,0 +1,327 @@
+"""Tests for gpa_core.runner: the background runner's lifecycle, live changes, resets, bounds, failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpa_core import ConfigError, FlowConfig
+from gpa_core.runner import HISTORY_FIELDS, Runner, _FrameStore, _HistoryStore, data_extent
+
+SMALL = FlowConfig(hidden=(8, 8), steps=10_000, kl_form="dv", dt=0.2)
+
+
+def _data(m: int = 40, n: int = 40, d: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 0.5, (m, d)), rng.normal(3, 0.5, (n, d))
+
+
+def _runner_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "gpa-runner" and t.is_alive()]
+
+
+def _wait(cond, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def make_runner():
+    made: list[Runner] = []
+
+    def make(*args, **kwargs) -> Runner:
+        if not args:
+            args = (*_data(), SMALL)
+        r = Runner(*args, **kwargs)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.stop()
+    assert all(not r.alive for r in made)
+
+
+def test_initial_snapshot_without_thread(make_runner) -> None:
+    r = make_runner()
+    s = r.snapshot()
+    assert s.state == "ready" and s.n == 0 and not s.playing
+    assert s.particles.shape == (1, 40, 2) and s.target.shape == (1, 40, 2)
+    assert s.grid is not None and s.grid.phi.shape == (len(s.grid.ys), len(s.grid.xs))
+    assert np.isfinite(s.grid.phi).all() and s.grid.u.shape == s.grid.ax.shape
+    assert not s.particles.flags.writeable  # immutable
+    assert not r.alive  # the worker starts lazily, on the first command
+
+
+def test_lifecycle_play_pause_step_reset_stop(make_runner) -> None:
+    before = len(_runner_threads())
+    r = make_runner()
+    r.play()
+    assert r.alive and r.playing
+    assert _wait(lambda: r.snapshot().n >= 5)
+    s = r.snapshot()
+    assert s.state == "playing" and s.steps_per_second > 0
+    assert len(s.history) >= 1 and s.history.kinetic_energy.shape[1] == 1
+
+    r.pause()
+    s = r.wait_idle()
+    assert not r.playing and s.state == "paused"
+    n_paused = s.n
+    time.sleep(0.3)
+    assert r.snapshot().n == n_paused  # paused means paused
+
+    r.step_once(3)
+    s = r.wait_idle()
+    assert s.n == n_paused + 3 and s.state == "paused"
+
+    run_id = s.run_id
+    r.reset()
+    s = r.wait_idle()
+    assert s.n == 0 and s.run_id != run_id and s.state == "ready" and "reset" in s.message
+
+    r.stop()
+    assert not r.alive and r.closed and r.snapshot().state == "stopped"
+    assert len(_runner_threads()) == before
+    with pytest.raises(RuntimeError, match="stopped"):
+        r.play()
+    r.stop()  # idempotent
+
+
+def test_live_dt_change_keeps_particles(make_runner) -> None:
+    r = make_runner()
+    r.step_once(4)
+    s = r.wait_idle()
+    assert s.n == 4
+    kind = r.update(SMALL.replace(dt=0.05, L=10.0, lr=5e-4, inner_steps=2))
+    assert kind == "live"
+    s2 = r.wait_idle()
+    assert s2.run_id == s.run_id and s2.n == 4  # no reset
+    np.testing.assert_array_equal(s2.particles, s.particles)
+    assert s2.configs[0].dt == 0.05 and s2.configs[0].L == 10.0
+    assert "live" in s2.message and "Δt" in s2.message
+    r.step_once(1)
+    s3 = r.wait_idle()
+    assert s3.n == 5
+    # the step used the new Δt: the time advanced by 0.05
+    assert s3.t[0] == pytest.approx(4 * 0.2 + 0.05)
+    assert r.update(s3.configs[0]) == "unchanged"
+
+
+def test_non_live_change_resets_and_says_so(make_runner) -> None:
+    r = make_runner()
+    r.step_once(3)
+    s = r.wait_idle()
+    assert r.update(SMALL.replace(hidden=(16, 16))) == "reset"
+    s2 = r.wait_idle()
+    assert s2.n == 0 and s2.run_id != s.run_id
+    assert "hidden" in s2.message and "reset" in s2.message
+    assert r.update([SMALL, SMALL.replace(L=10.0)]) == "reset"
+    s3 = r.wait_idle()
+    assert s3.K == 2 and "number of members" in s3.message
+
+
+def test_invalid_update_leaves_run_untouched(make_runner) -> None:
+    r = make_runner()
+    r.step_once(2)
+    s = r.wait_idle()
+    with pytest.raises(ConfigError):
+        r.update([SMALL, SMALL.replace(hidden=(4,))])  # members must share the network shape
+    with pytest.raises(ConfigError):
+        r.replace_data(np.zeros((10, 3)), np.zeros((10, 2)))  # dimensions disagree
+    s2 = r.wait_idle()
+    assert s2.run_id == s.run_id and s2.n == 2
+
+
+def test_deterministic_reset(make_runner) -> None:
+    r = make_runner()
+    r.step_once(5)
+    first = r.wait_idle()
+    r.reset()
+    r.wait_idle()
+    r.step_once(5)
+    second = r.wait_idle()
+    assert second.run_id != first.run_id and second.n == first.n == 5
+    np.testing.assert_array_equal(first.particles, second.particles)
+    np.testing.assert_array_equal(first.history.kinetic_energy, second.history.kinetic_energy)
+
+
+def test_bounded_history_and_frames(make_runner) -> None:
+    r = make_runner(*_data(20, 20), SMALL.replace(hidden=(4,), inner_steps=1), max_history=16, max_frames=6)
+    for _ in range(5):
+        r.step_once(20)
+    s = r.wait_idle(timeout=30)
+    assert s.n == 100
+    assert len(s.history) <= 17  # 16 kept rows + the latest
+    assert s.history.step[0] == 0 and s.history.step[-1] == 99
+    assert np.all(np.diff(s.history.step) > 0)
+    frames = r.frames()
+    assert 2 <= len(frames) <= 6 and frames[0].step == 0
+    assert all(f.particles.shape == (20, 2) for f in frames)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    capacity=st.integers(4, 50),
+    chunks=st.lists(st.integers(1, 40), min_size=1, max_size=30),
+)
+def test_history_store_bounded_and_evenly_spaced(capacity: int, chunks: list[int]) -> None:
+    store = _HistoryStore(K=2, capacity=capacity)
+    start = 0
+    for size in chunks:
+        steps = np.arange(start, start + size)
+        store.extend(steps, {f: np.column_stack([steps, -steps]).astype(float) for f in HISTORY_FIELDS})
+        start += size
+    data = store.data()
+    assert len(store.step) <= capacity
+    assert data.step[-1] == start - 1  # the latest value is always shown
+    kept = store.step
+    assert kept[0] == 0 and np.all(kept % store.stride == 0)
+    assert np.all(np.diff(kept) == store.stride)  # evenly spaced
+    np.testing.assert_array_equal(data.kinetic_energy[:, 0], data.step)
+
+
+def test_frame_store_bounded() -> None:
+    store = _FrameStore(capacity=5)
+    for n in range(0, 200, 3):
+        store.offer(n, n * 0.1, np.zeros((4, 2)))
+    assert 2 <= len(store.frames) <= 5
+    steps = [f.step for f in store.frames]
+    assert steps == sorted(steps) and steps[0] == 0
+
+
+def test_failure_in_thread_becomes_status(make_runner, monkeypatch) -> None:
+    r = make_runner()
+    r.step_once(1)
+    r.wait_idle()
+
+    def boom(n: int = 1) -> int:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(r._run.flow, "step", boom)
+    r.play()
+    assert _wait(lambda: r.snapshot().state == "error")
+    s = r.snapshot()
+    assert not s.playing and "out of memory" in (s.error or "")
+    assert "failed" in s.message
+    assert _wait(lambda: not r.alive)  # the thread ended, and said why
+    r.play()  # refused politely
+    assert r.snapshot().state == "error" and not r.playing
+    r.reset()  # a reset builds a fresh flow and clears the error
+    s = r.wait_idle()
+    assert s.state == "ready" and s.error is None
+
+
+def test_generic_exception_becomes_status(make_runner, monkeypatch) -> None:
+    r = make_runner()
+    monkeypatch.setattr(r._run.flow, "particles", lambda: np.full((1, 40, 2), np.nan) / 0)  # noqa: ARG005
+
+    def bad_particles():
+        raise ValueError("non-finite values in the particles")
+
+    monkeypatch.setattr(r._run.flow, "particles", bad_particles)
+    r.step_once(1)
+    assert _wait(lambda: r.snapshot().state == "error")
+    assert "ValueError" in (r.snapshot().error or "")
+
+
+def test_divergence_is_visible(make_runner) -> None:
+    # An unregularized flow with an absurd step size blows up quickly: a status, not a crash.
+    src, tgt = _data()
+    cfg = SMALL.replace(L=float("inf"), dt=100.0, lr=0.5, f="kl", kl_form="dv", logsumexp=False)
+    r = make_runner(src, tgt, cfg)
+    r.play()
+    assert _wait(lambda: r.snapshot().state in ("finished", "error"), timeout=30)
+    s = r.snapshot()
+    assert s.state == "finished" and s.status[0] == "diverged"
+    assert s.diverged_at[0] is not None and s.reason[0]
+    assert "diverged" in s.message and not r.playing
+
+
+def test_idle_timeout_stops_thread(make_runner) -> None:
+    r = make_runner(idle_timeout=0.5)
+    r.play()
+    assert r.alive
+    # nobody polls: the worker pauses and exits on its own
+    assert _wait(lambda: not r.alive, timeout=10)
+    s = r.snapshot()
+    assert not s.playing and "nobody looked" in s.message
+    n = s.n
+    r.step_once(1)  # the run is kept: the next command starts a new worker
+    assert r.wait_idle().n == n + 1
+
+
+def test_finished_run_stops_playing(make_runner) -> None:
+    r = make_runner(*_data(), SMALL.replace(steps=6))
+    r.play()
+    assert _wait(lambda: r.snapshot().state == "finished")
+    s = r.snapshot()
+    assert s.n == 6 and not s.playing and all(s.finished)
+    r.play()
+    assert not r.playing and "finished" in r.snapshot().message
+    assert r.update(SMALL.replace(steps=8)) == "live"  # more steps: playable again
+    r.play()
+    assert _wait(lambda: r.snapshot().n == 8 and r.snapshot().state == "finished")
+
+
+def test_slow_speed_and_ensemble(make_runner) -> None:
+    r = make_runner(*_data(), [SMALL, SMALL.replace(L=10.0, seed=3)])
+    r.set_speed(2, frame_interval=0.05)
+    r.play()
+    assert _wait(lambda: r.snapshot().n >= 6)
+    r.pause()
+    s = r.wait_idle()
+    assert s.n % 2 == 0  # whole frames of 2 steps
+    assert s.particles.shape == (2, 40, 2) and s.history.kinetic_energy.shape[1] == 2
+    assert len(s.status) == 2 and len(s.t) == 2
+    with pytest.raises(ValueError, match="steps_per_frame"):
+        r.set_speed(0)
+
+
+def test_no_grid_in_3d_and_trails(make_runner) -> None:
+    src, tgt = _data(d=3)
+    r = make_runner(src, tgt, SMALL, trail_length=4, trail_particles=5)
+    for _ in range(6):
+        r.step_once(1)
+    s = r.wait_idle()
+    assert s.grid is None and s.d == 3
+    assert s.trails is not None and s.trails.shape == (4, 5, 3)
+
+
+def test_exports(make_runner) -> None:
+    r = make_runner()
+    r.step_once(3)
+    s = r.wait_idle()
+    lines = s.particles_csv().strip().splitlines()
+    assert lines[0] == "x1,x2" and len(lines) == 41
+    hist = s.history_csv().strip().splitlines()
+    assert hist[0].startswith("step,member,time,kinetic_energy")
+    assert len(hist) == 1 + len(s.history)
+    assert set(s.history_arrays()) == {"step", *HISTORY_FIELDS}
+
+
+def test_data_extent_ignores_far_outliers() -> None:
+    rng = np.random.default_rng(0)
+    bulk = rng.normal(0, 1, (500, 2))
+    lo, hi = data_extent(np.vstack([bulk, [[1e6, 0.0]]]))
+    assert hi[0] < 100 and lo[0] < -2
+    lo, hi = data_extent(np.array([[1.0, 1.0], [1.0, 1.0]]))
+    assert np.all(hi > lo)
+
+
+def test_bad_arguments() -> None:
+    src, tgt = _data()
+    with pytest.raises(ValueError, match="idle_timeout"):
+        Runner(src, tgt, SMALL, idle_timeout=0)
+    with pytest.raises(ConfigError):
+        Runner(src, tgt[:, :1], SMALL)
+    assert not _runner_threads() or all(t.daemon for t in _runner_threads())
