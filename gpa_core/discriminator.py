@@ -130,33 +130,42 @@ class BatchedMLP:
                     bias = (torch.rand(b.shape[1:], generator=gen, dtype=torch.float64) * 2 - 1) * bound
                 W[k] = w.to(self.dtype)
                 b[k] = bias.to(self.dtype)
-        gen = torch.Generator(device="cpu").manual_seed(int(seeds[0]) + 7919)
+        # each member's power-iteration start vectors come from its own seed, so a member runs the
+        # same alone as inside any batch
+        gens = [torch.Generator(device="cpu").manual_seed(int(seed) + 7919) for seed in seeds]
         for W in self.weights:
-            v = torch.randn(self.K, W.shape[2], 1, generator=gen, dtype=torch.float64).to(
-                self.device, self.dtype
-            )
+            v = torch.stack([torch.randn(W.shape[2], 1, generator=g, dtype=torch.float64) for g in gens])
+            v = v.to(self.device, self.dtype)
             self.power_vectors.append(v / v.norm(dim=1, keepdim=True))
         self.spectral_norms(iterations=30)
+        # separate vectors for the recorded bound, so diagnostics never change the projection
+        self.diagnostic_vectors = [v.clone() for v in self.power_vectors]
 
     @property
     def depth(self) -> int:
         return len(self.weights)
 
     # -- norms and projection ---------------------------------------------------------------------
-    def spectral_norms(self, iterations: int = 1) -> Tensor:
-        """σ_max(W_l) per member and layer, (K, D), by warm-started power iteration."""
+    def spectral_norms(
+        self, iterations: int = 1, *, vectors: list[Tensor] | None = None, update: Tensor | None = None
+    ) -> Tensor:
+        """σ_max(W_l) per member and layer, (K, D), by warm-started power iteration.
+
+        ``vectors`` are the persistent start vectors to use and refresh (the projection's by
+        default); with an ``update`` (K,) mask only those members' vectors are refreshed."""
+        vectors = self.power_vectors if vectors is None else vectors
         sigmas = []
         for layer, W in enumerate(self.weights):
             if min(W.shape[1], W.shape[2]) == 1:  # a row or column vector: σ_max = ‖w‖ exactly
                 sigmas.append(W.flatten(1).norm(dim=1))
                 continue
-            v = self.power_vectors[layer]
+            v = vectors[layer]
             for _ in range(iterations):
                 u = torch.nn.functional.normalize(torch.bmm(W, v), dim=1, eps=1e-30)
                 v = torch.bmm(W.transpose(1, 2), u)
                 sigma = v.norm(dim=1, keepdim=True)
                 v = v / sigma.clamp_min(1e-30)
-            self.power_vectors[layer] = v
+            vectors[layer] = v if update is None else torch.where(update[:, None, None], v, vectors[layer])
             sigmas.append(sigma.reshape(self.K))
         return torch.stack(sigmas, dim=1)
 
@@ -175,32 +184,41 @@ class BatchedMLP:
         power_iterations: int,
         *,
         all_spectral: bool | None = None,
+        members: Tensor | None = None,
     ) -> None:
         """W_l ← c W_l / ‖W_l‖ with c = L^{1/D} (Algorithm 3.1, line 9), per member.
 
         ``layer_scale`` is (K,) = L_k^{1/D}; ``use_spectral``/``use_frobenius`` are (K,) masks;
         members with neither are left unprojected (L = ∞ or a gradient penalty). ``all_spectral``
-        (every member spectral, known to the caller) skips the masks."""
+        (every member spectral, known to the caller) skips the masks; with a ``members`` (K,) mask
+        only those members are projected (Heun's corrector for the members that use it)."""
         if all_spectral is None:
             all_spectral = bool(use_spectral.all())
         if all_spectral:
-            factor = layer_scale[:, None] / self.spectral_norms(power_iterations).clamp_min(1e-30)
+            sigma = self.spectral_norms(power_iterations, update=members)
+            factor = layer_scale[:, None] / sigma.clamp_min(1e-30)
         else:
             norms = torch.zeros(self.K, self.depth, device=self.device, dtype=self.dtype)
             if bool(use_spectral.any()):
-                norms = torch.where(use_spectral[:, None], self.spectral_norms(power_iterations), norms)
+                refresh = use_spectral if members is None else use_spectral & members
+                sigma = self.spectral_norms(power_iterations, update=refresh)
+                norms = torch.where(use_spectral[:, None], sigma, norms)
             if bool(use_frobenius.any()):
                 norms = torch.where(use_frobenius[:, None], self.frobenius_norms(), norms)
             projected = use_spectral | use_frobenius
+            if members is not None:
+                projected = projected & members
             factor = torch.where(
                 projected[:, None], layer_scale[:, None] / norms.clamp_min(1e-30), torch.ones_like(norms)
             )
+        if all_spectral and members is not None:
+            factor = torch.where(members[:, None], factor, torch.ones_like(factor))
         for layer, W in enumerate(self.weights):
             W.mul_(factor[:, layer, None, None])
 
     def lipschitz_bound(self) -> Tensor:
         """The realized bound ∏_l σ_max(W_l) per member (K,), by one warm-started power iteration."""
-        return self.spectral_norms(iterations=1).prod(dim=1)
+        return self.spectral_norms(iterations=1, vectors=self.diagnostic_vectors).prod(dim=1)
 
     # -- forward and backward ---------------------------------------------------------------
     def forward(self, x: Tensor) -> ForwardCache:

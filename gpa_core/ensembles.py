@@ -284,7 +284,7 @@ class ConvergenceCriteria:
     ``abs_tol``: a final kinetic energy below it also counts as converged (the engine's own test)."""
 
     window: float = 0.1
-    move_tol: float = 0.05
+    move_tol: float = 0.1
     slowdown: float = 0.05
     abs_tol: float = 1e-6
 
@@ -411,86 +411,13 @@ def plan_batches(
 
 
 # ---------------------------------------------------------------------------------- compaction
-#: GPAFlow attributes select_members knows how to carry over (or that the constructor rebuilds). Unknown
-#: tensors or per-member lists make can_select() refuse (the exactness test in tests/test_ensembles.py
-#: compares a compacted run with an uncompacted one).
-_KNOWN_FLOW_STATE = frozenset(
-    {
-        "K", "device", "dtype", "Y", "X", "G", "M", "d", "N", "net", "_Z", "n", "t", "alive", "diverged_step",
-        "diverged_time", "reasons", "runaway_radius", "history", "_pending", "_latest", "configs", "_L",
-        "_layer_scale", "_use_spectral", "_use_frobenius", "_penalty", "_any_penalty", "_dt", "_lr", "_alpha",
-        "_steps", "_heun", "_heun_members", "_groups", "optimizer", "_stage0",
-    }
-)  # fmt: skip
-_KNOWN_NET_STATE = frozenset(
-    {
-        "K", "d", "widths", "activations", "device", "dtype", "n_params", "flat", "grad", "weights", "biases",
-        "weight_grads", "bias_grads", "nu", "nu_grad", "weight_slice", "power_vectors",
-    }
-)  # fmt: skip
-# ``_rows``/``_steps`` are per-member views of params/m/v/t: in-place copies keep them valid.
-_KNOWN_OPT_STATE = frozenset({"params", "lr", "beta1", "beta2", "eps", "m", "v", "t", "_rows", "_steps"})
-
-
-def _unknown_state(obj: Any, known: frozenset[str], K: int) -> list[str]:
-    """Attributes of ``obj`` outside ``known`` that may hold per-member state (tensors, or lists/tuples of
-    length K); other unknown attributes (flags, scalars) are derived from the configurations."""
-    out = []
-    for name, value in vars(obj).items():
-        if name in known:
-            continue
-        if isinstance(value, torch.Tensor) or (isinstance(value, (list, tuple)) and len(value) == K):
-            out.append(name)
-    return out
-
-
-def can_select(flow: GPAFlow) -> bool:
-    """True when :func:`select_members` can carry this flow's whole state over: the engine has a
-    ``select`` method, or no per-member state that this module does not know about."""
-    if callable(getattr(flow, "select", None)):
-        return True
-    return not (
-        _unknown_state(flow, _KNOWN_FLOW_STATE, flow.K)
-        or _unknown_state(flow.net, _KNOWN_NET_STATE, flow.K)
-        or _unknown_state(flow.optimizer, _KNOWN_OPT_STATE, flow.K)
-    )
-
-
 def select_members(flow: GPAFlow, keep: Sequence[int]) -> GPAFlow:
-    """A flow with only the members ``keep`` of ``flow``, continuing exactly where they were (particles,
-    networks, ν, Adam state, power-iteration vectors, step count, time). Its history starts empty.
-
-    Uses ``GPAFlow.select`` when the engine has one; otherwise carries the state over itself (checked by
-    :func:`can_select`; tests compare the result with uncompacted runs)."""
-    native = getattr(flow, "select", None)
-    if callable(native):
-        return native(list(keep))
-    if not can_select(flow):
-        raise EnsembleError("this GPAFlow has state that select_members does not know; cannot drop members")
+    """A flow with only the members ``keep`` of ``flow`` (``GPAFlow.select``), continuing exactly where
+    they were. Its history starts empty."""
     keep = [int(k) for k in keep]
     if not keep or any(not 0 <= k < flow.K for k in keep):
         raise EnsembleError(f"keep must list member indices in [0, {flow.K}); got {keep}")
-    idx = torch.tensor(keep, device=flow.device)
-    new = GPAFlow(
-        flow.Y[idx],
-        flow.X[idx],
-        [flow.configs[k] for k in keep],
-        generated=None if flow.G is None else flow.G[idx],
-    )
-    with torch.no_grad():
-        new.net.flat.copy_(flow.net.flat[idx])
-        new.net.power_vectors = [v[idx].clone() for v in flow.net.power_vectors]
-        new.optimizer.m.copy_(flow.optimizer.m[idx])
-        new.optimizer.v.copy_(flow.optimizer.v[idx])
-        new.optimizer.t.copy_(flow.optimizer.t[idx])
-    new.n = flow.n
-    new.t = flow.t[idx].clone()
-    new.alive = flow.alive[idx].clone()
-    new.diverged_step = flow.diverged_step[idx].clone()
-    new.diverged_time = flow.diverged_time[idx].clone()
-    new.reasons = [flow.reasons[k] for k in keep]
-    new.runaway_radius = flow.runaway_radius
-    return new
+    return flow.select(keep)
 
 
 # ------------------------------------------------------------------------------------- running
@@ -621,7 +548,6 @@ def _run_batch(
 ) -> list[MemberRun]:
     idx = list(members)
     flow = GPAFlow(_take(source, idx), _take(target, idx), [configs[i] for i in idx])
-    compact = compact and can_select(flow)
     parts: dict[int, list[dict[str, np.ndarray]]] = {i: [] for i in idx}
     credited = dict.fromkeys(idx, 0)  # member-steps already counted as progress
     finished: list[MemberRun] = []

@@ -238,13 +238,14 @@ class GPAFlow:
         self._project()
 
     # -- the algorithm ---------------------------------------------------------------------------
-    def _project(self) -> None:
+    def _project(self, members: Tensor | None = None) -> None:
         self.net.project(
             self._layer_scale,
             self._use_spectral,
             self._use_frobenius,
             self.configs[0].power_iterations,
             all_spectral=self._all_spectral,
+            members=members,
         )
 
     def _evaluate(self, phi_p: Tensor, phi_q: Tensor) -> ObjectiveEval:
@@ -290,7 +291,7 @@ class GPAFlow:
                 self.net.backward(cache, d_phi)
                 self.net.nu_grad.copy_(-ev.d_nu)
             self.optimizer.step(self.net.grad, members)
-            self._project()
+            self._project(None if members is None else self._heun)
 
     def _autograd_gradient(self, Z: Tensor) -> None:
         """Loss gradient by torch.autograd, with the one-sided gradient penalty
@@ -419,6 +420,36 @@ class GPAFlow:
             if progress is not None:
                 progress(self.n, total)
         return self.history
+
+    def select(self, keep: Sequence[int]) -> GPAFlow:
+        """A flow with only the members ``keep``, continuing exactly where they were (particles,
+        networks, ν, Adam state, power-iteration vectors, step count, time); its history starts
+        empty. Dropping finished members keeps a batch from computing for them."""
+        keep = [int(k) for k in keep]
+        if not keep or any(not 0 <= k < self.K for k in keep):
+            raise ConfigError(f"keep must list member indices in [0, {self.K}); got {keep}")
+        idx = torch.tensor(keep, device=self.device)
+        new = GPAFlow(
+            self.Y[idx],
+            self.X[idx],
+            [self.configs[k] for k in keep],
+            generated=None if self.G is None else self.G[idx],
+        )
+        with torch.no_grad():
+            new.net.flat.copy_(self.net.flat[idx])
+            new.net.power_vectors = [v[idx].clone() for v in self.net.power_vectors]
+            new.net.diagnostic_vectors = [v[idx].clone() for v in self.net.diagnostic_vectors]
+            new.optimizer.m.copy_(self.optimizer.m[idx])
+            new.optimizer.v.copy_(self.optimizer.v[idx])
+            new.optimizer.t.copy_(self.optimizer.t[idx])
+        new.n = self.n
+        new.t = self.t[idx].clone()
+        new.alive = self.alive[idx].clone()
+        new.diverged_step = self.diverged_step[idx].clone()
+        new.diverged_time = self.diverged_time[idx].clone()
+        new.reasons = [self.reasons[k] for k in keep]
+        new.runaway_radius = self.runaway_radius
+        return new
 
     def fit_discriminator(self, iterations: int) -> np.ndarray:
         """Train φ (and ν) at the current particles for ``iterations`` inner loops of m_max optimizer

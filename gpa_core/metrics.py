@@ -274,7 +274,8 @@ def sinkhorn_divergence(
     within 1.4e-4 to 8.7e-4 (relative) of 15 000-iteration runs after 150 to 610 iterations; the
     symmetric terms converge in about 150. Blur 0.02 on 3-D unit-scale clouds needed over 2000 and
     raises with the defaults. Each cloud above ``max_points`` points is subsampled deterministically
-    (seeded) as in :func:`wasserstein2`.
+    (seeded) as in :func:`wasserstein2`. Cost: about 465 iterations and 6.5 s for 500 + 500 points on
+    one CPU thread (0.6 s for 200); the exact :func:`wasserstein2` is much cheaper on such clouds.
     """
     if not (_is_real(blur) and blur > 0):
         raise MetricInputError(f"blur must be a positive finite number (a length), got {blur!r}.")

@@ -66,7 +66,7 @@ def _settings() -> dict[str, Any]:
         )
         o1, o2, o3, o4 = st.columns(4)
         o1.number_input(
-            "converged: move less than … of the target's size", min_value=1e-4, max_value=1.0, value=0.05,
+            "converged: move less than … of the target's size", min_value=1e-4, max_value=1.0, value=0.1,
             format="%.3g", key="stab_move_tol",
         )  # fmt: skip
         o2.number_input(
