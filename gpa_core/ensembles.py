@@ -69,9 +69,11 @@ __all__ = [
     "compare_presets",
     "data_scale",
     "heavy_tail_members",
+    "keep_widget_state",
     "log_spaced",
     "member_step_flops",
     "overflow_diagnostics",
+    "parse_hidden",
     "parse_playground_params",
     "plan_batches",
     "playground_params",
@@ -1383,6 +1385,31 @@ def parse_playground_params(params: Mapping[str, str]) -> tuple[dict[str, Any], 
     except (ConfigError, TypeError) as exc:
         raise EnsembleError(f"query parameters do not make a valid configuration: {exc}") from exc
     return data, config
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Hidden layer widths from text such as ``"32,32,32"`` (spaces allowed); EnsembleError if not."""
+    parts = [w for w in str(text).replace(" ", "").split(",") if w]
+    try:
+        widths = tuple(int(w) for w in parts)
+    except ValueError:
+        raise EnsembleError(
+            f"hidden widths must be whole numbers separated by commas, e.g. 32,32,32; got {text!r}"
+        ) from None
+    if not widths:
+        raise EnsembleError("hidden widths: give at least one layer width, e.g. 32,32,32")
+    return widths
+
+
+def keep_widget_state(state: Any, defaults: Mapping[str, Any]) -> None:
+    """For a Streamlit-like ``state`` mapping: set each key's default once, and re-assign every key that
+    has a value (Streamlit forgets the values of widgets that a page did not draw, e.g. while another
+    page was open; re-assigning them keeps them). A default of None means "keep only"."""
+    for key, default in defaults.items():
+        if key in state:
+            state[key] = state[key]
+        elif default is not None:
+            state[key] = default
 
 
 # ============================================================================================= jobs

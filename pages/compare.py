@@ -175,9 +175,15 @@ def _start(spec: E.CompareSpec) -> None:
     runner.play()
 
 
+#: Widgets whose values survive a visit to another page (their defaults come from the preset).
+PERSIST = ("cmp_preset", "cmp_source", "cmp_target", "cmp_M", "cmp_N", "cmp_T", "cmp_sinkhorn", "cmp_logx")
+PERSIST += ("cmp_zoom",)
+
+
 def _controls() -> pd.DataFrame:
     """The data, runs table and shared settings; returns the runs table as edited."""
     _init_state()
+    E.keep_widget_state(st.session_state, {**DEFAULTS, **dict.fromkeys(PERSIST)})
     presets = {**{k: p.title for k, p in _presets().items()}, "custom": "Custom (keep the table)"}
     st.selectbox(
         "Preset",
@@ -244,7 +250,7 @@ def _controls() -> pd.DataFrame:
 
 def _spec_from_widgets(table: pd.DataFrame) -> E.CompareSpec:
     ss = st.session_state
-    hidden = tuple(int(w) for w in str(ss["cmp_hidden"]).replace(" ", "").split(",") if w)
+    hidden = E.parse_hidden(ss["cmp_hidden"])
     base = FlowConfig.from_dict(ss["cmp_base"]).replace(
         inner_steps=int(ss["cmp_inner"]), lr=float(ss["cmp_lr"]), hidden=hidden, dtype=ss["cmp_dtype"]
     )

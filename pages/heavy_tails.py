@@ -33,34 +33,49 @@ def _holder() -> dict[str, Any]:
     return {}
 
 
+#: Widget defaults, set once per session (widgets then keep their values across page visits).
+DEFAULTS: dict[str, Any] = {
+    "ht_cases": [c.number for c in E.HEAVY_TAIL_CASES],
+    "ht_seeds": 8,
+    "ht_alpha": 0.0,
+    "ht_L": 1.0,
+    "ht_dt": 0.5,
+    "ht_T": 250.0,
+    "ht_MN": 200,
+    "ht_numerics": list(E.NUMERICS),
+    "ht_inner": 3,
+    "ht_hidden": "32,32,32",
+}
+
+
 def _settings_widgets() -> None:
+    E.keep_widget_state(st.session_state, DEFAULTS)
     labels = {c.number: c.label for c in E.HEAVY_TAIL_CASES}
-    st.multiselect("Cases", list(labels), default=list(labels), format_func=labels.get, key="ht_cases")
+    st.multiselect("Cases", list(labels), format_func=labels.get, key="ht_cases")
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    c1.number_input("seeds per case", min_value=1, max_value=64, value=8, key="ht_seeds")
-    c2.number_input("extra α (0: none)", min_value=0.0, max_value=1000.0, value=0.0, key="ht_alpha")
-    c3.number_input("L", min_value=1e-3, max_value=1e4, value=1.0, key="ht_L")
-    c4.number_input("Δt", min_value=1e-4, max_value=100.0, value=0.5, key="ht_dt")
-    c5.number_input("horizon T", min_value=0.01, max_value=1e5, value=250.0, key="ht_T")
-    c6.number_input("M = N", min_value=4, max_value=5000, value=200, step=50, key="ht_MN")
+    c1.number_input("seeds per case", min_value=1, max_value=64, key="ht_seeds")
+    c2.number_input("extra α (0: none)", min_value=0.0, max_value=1000.0, key="ht_alpha")
+    c3.number_input("L", min_value=1e-3, max_value=1e4, key="ht_L")
+    c4.number_input("Δt", min_value=1e-4, max_value=100.0, key="ht_dt")
+    c5.number_input("horizon T", min_value=0.01, max_value=1e5, key="ht_T")
+    c6.number_input("M = N", min_value=4, max_value=5000, step=50, key="ht_MN")
     n1, n2, n3 = st.columns([2, 1, 1])
     n1.multiselect(
         "numerics",
         list(E.NUMERICS),
-        default=list(E.NUMERICS),
         format_func=NUMERICS_LABEL.get,
         key="ht_numerics",
         help="paper: spectral normalization, trained ν (Legendre form), Adam state kept. authors' code: "
         "Frobenius normalization, He-normal init, Adam reset every step, KL in the naive Donsker–Varadhan "
         "form log E[e^φ] (overflows in float32 past φ ≈ 88.7).",
     )
-    n2.number_input("inner steps m_max", min_value=1, max_value=50, value=3, key="ht_inner")
-    n3.text_input("hidden widths", value="32,32,32", key="ht_hidden")
+    n2.number_input("inner steps m_max", min_value=1, max_value=50, key="ht_inner")
+    n3.text_input("hidden widths", key="ht_hidden")
 
 
 def _settings() -> E.HeavyTailSettings:
     ss = st.session_state
-    hidden = tuple(int(w) for w in str(ss["ht_hidden"]).replace(" ", "").split(",") if w)
+    hidden = E.parse_hidden(ss["ht_hidden"])
     alpha = float(ss["ht_alpha"])
     return E.HeavyTailSettings(
         cases=tuple(int(c) for c in ss["ht_cases"]),

@@ -381,12 +381,14 @@ def _connect(
     return runner
 
 
-def _toggle(runner: Runner) -> None:
-    if runner.playing:
+def _set_playing(runner: Runner, play: bool) -> None:
+    """Play or Pause, as the button's label said when it was clicked (not a toggle: a click on a page
+    that lags behind the run, or a repeated event, can never do the opposite of what it says)."""
+    if play:
+        runner.play()
+    else:
         runner.pause()
         runner.wait_idle(timeout=5.0)  # show where it stopped, not a chunk that was still running
-    else:
-        runner.play()
 
 
 def _step(runner: Runner) -> None:
@@ -430,8 +432,8 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
         c1.button(
             "Pause" if playing else "Play",
             key=P + "play",
-            on_click=_toggle,
-            args=(runner,),
+            on_click=_set_playing,
+            args=(runner, not playing),
             type="primary",
             width="stretch",
         )

@@ -30,51 +30,78 @@ def _holder() -> dict[str, Any]:
     return {}
 
 
+_CPUS = max(os.cpu_count() or 1, 1)
+#: Widget defaults, set once per session (widgets then keep their values across page visits).
+DEFAULTS: dict[str, Any] = {
+    "stab_source": "gaussian:mean=0,std=0.5",
+    "stab_target": "mixture:std=0.5,spacing=4",
+    "stab_M": 200,
+    "stab_N": 200,
+    "stab_seed": 0,
+    "stab_L_lo": 0.1,
+    "stab_L_hi": 100.0,
+    "stab_nL": 8,
+    "stab_dt_lo": 0.01,
+    "stab_dt_hi": 1.0,
+    "stab_ndt": 8,
+    "stab_T": 100.0,
+    "stab_f": "kl",
+    "stab_alpha": 2.0,
+    "stab_solver": "euler",
+    "stab_numerics": "paper",
+    "stab_inner": 3,
+    "stab_hidden": "32,32,32",
+    "stab_net_seed": 0,
+    "stab_metrics": ["w2"],
+    "stab_move_tol": 0.1,
+    "stab_window": 0.1,
+    "stab_strategy": "packed",
+    "stab_workers": min(2, _CPUS),
+}
+
+
 def _settings() -> dict[str, Any]:
     ss = st.session_state
+    E.keep_widget_state(ss, DEFAULTS)
     c1, c2, c3, c4, c5 = st.columns([3, 3, 1, 1, 1])
-    c1.text_input("Source P₀", value="gaussian:mean=0,std=0.5", key="stab_source")
-    c2.text_input("Target Q", value="mixture:std=0.5,spacing=4", key="stab_target")
-    c3.number_input("M", min_value=2, max_value=20000, value=200, step=50, key="stab_M")
-    c4.number_input("N", min_value=2, max_value=20000, value=200, step=50, key="stab_N")
-    c5.number_input("data seed", min_value=0, max_value=2**31 - 1, value=0, key="stab_seed")
+    c1.text_input("Source P₀", key="stab_source")
+    c2.text_input("Target Q", key="stab_target")
+    c3.number_input("M", min_value=2, max_value=20000, step=50, key="stab_M")
+    c4.number_input("N", min_value=2, max_value=20000, step=50, key="stab_N")
+    c5.number_input("data seed", min_value=0, max_value=2**31 - 2, key="stab_seed")
     g1, g2, g3, g4, g5, g6, g7 = st.columns(7)
-    g1.number_input("L from", min_value=1e-4, max_value=1e5, value=0.1, format="%.3g", key="stab_L_lo")
-    g2.number_input("L to", min_value=1e-4, max_value=1e5, value=100.0, format="%.3g", key="stab_L_hi")
-    g3.number_input("# L", min_value=1, max_value=E.MAX_AXIS, value=8, key="stab_nL")
-    g4.number_input("Δt from", min_value=1e-5, max_value=1e3, value=0.01, format="%.3g", key="stab_dt_lo")
-    g5.number_input("Δt to", min_value=1e-5, max_value=1e3, value=1.0, format="%.3g", key="stab_dt_hi")
-    g6.number_input("# Δt", min_value=1, max_value=E.MAX_AXIS, value=8, key="stab_ndt")
-    g7.number_input("horizon T", min_value=0.01, max_value=1e6, value=100.0, key="stab_T")
+    g1.number_input("L from", min_value=1e-4, max_value=1e5, format="%.3g", key="stab_L_lo")
+    g2.number_input("L to", min_value=1e-4, max_value=1e5, format="%.3g", key="stab_L_hi")
+    g3.number_input("# L", min_value=1, max_value=E.MAX_AXIS, key="stab_nL")
+    g4.number_input("Δt from", min_value=1e-5, max_value=1e3, format="%.3g", key="stab_dt_lo")
+    g5.number_input("Δt to", min_value=1e-5, max_value=1e3, format="%.3g", key="stab_dt_hi")
+    g6.number_input("# Δt", min_value=1, max_value=E.MAX_AXIS, key="stab_ndt")
+    g7.number_input("horizon T", min_value=0.01, max_value=1e6, key="stab_T")
     with st.expander("Run settings, outcome test and schedule"):
         r1, r2, r3, r4 = st.columns(4)
         r1.selectbox("f", ["kl", "alpha", "reverse_kl", "js"], key="stab_f")
-        r2.number_input("α", min_value=1.001, max_value=1000.0, value=2.0, key="stab_alpha")
+        r2.number_input("α", min_value=1.001, max_value=1000.0, key="stab_alpha")
         r3.selectbox("solver", ["euler", "heun"], key="stab_solver")
         r4.radio("numerics", ["paper", "authors"], key="stab_numerics", horizontal=True)
         r5, r6, r7, r8 = st.columns(4)
-        r5.number_input("inner steps m_max", min_value=1, max_value=100, value=3, key="stab_inner")
-        r6.text_input("hidden widths", value="32,32,32", key="stab_hidden")
-        r7.number_input("network seed", min_value=0, max_value=2**31 - 1, value=0, key="stab_net_seed")
+        r5.number_input("inner steps m_max", min_value=1, max_value=100, key="stab_inner")
+        r6.text_input("hidden widths", key="stab_hidden")
+        r7.number_input("network seed", min_value=0, max_value=2**31 - 2, key="stab_net_seed")
         r8.multiselect(
             "quality numbers",
             ["w2", "sinkhorn"],
-            default=["w2"],
             key="stab_metrics",
             help="W₂: exact optimal transport (fast at M = N = 200). Sinkhorn: debiased, blur 0.05 — "
             "can take seconds per cell.",
         )
         o1, o2, o3, o4 = st.columns(4)
         o1.number_input(
-            "converged: move less than … of the target's size", min_value=1e-4, max_value=1.0, value=0.1,
+            "converged: move less than … of the target's size", min_value=1e-4, max_value=1.0,
             format="%.3g", key="stab_move_tol",
         )  # fmt: skip
-        o2.number_input(
-            "… over the last fraction of T", min_value=0.01, max_value=1.0, value=0.1, key="stab_window"
-        )
-        o3.selectbox("schedule", list(E.STRATEGIES), index=2, key="stab_strategy")
-        cpus = max(os.cpu_count() or 1, 1)
-        o4.number_input("worker threads", min_value=1, max_value=cpus, value=min(2, cpus), key="stab_workers")
+        o2.number_input("… over the last fraction of T", min_value=0.01, max_value=1.0, key="stab_window")
+        o3.selectbox("schedule", list(E.STRATEGIES), key="stab_strategy")
+        o4.number_input("worker threads", min_value=1, max_value=_CPUS, key="stab_workers")
         st.caption(
             "Schedules: *packed* deals all cells into balanced batches and drops each member as soon as "
             "it has reached T (or diverged); *by_steps* batches cells with equal Δt; *sequential* runs "
@@ -87,7 +114,7 @@ def _settings() -> dict[str, Any]:
 
 def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCriteria, dict[str, Any]]:
     ss = st.session_state
-    hidden = tuple(int(w) for w in str(ss["stab_hidden"]).replace(" ", "").split(",") if w)
+    hidden = E.parse_hidden(ss["stab_hidden"])
     base = FlowConfig(
         f=ss["stab_f"],
         alpha=float(ss["stab_alpha"]),
@@ -199,7 +226,7 @@ def _cell_details(result: E.StabilityResult, index: int) -> None:
 def _cost_text() -> str:
     """The size of the map about to be computed."""
     ss = st.session_state
-    hidden = tuple(int(w) for w in str(ss["stab_hidden"]).replace(" ", "").split(",") if w)
+    hidden = E.parse_hidden(ss["stab_hidden"])
     base = FlowConfig(inner_steps=int(ss["stab_inner"]), hidden=hidden, solver=ss["stab_solver"])
     dts = E.log_spaced(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"]), int(ss["stab_ndt"]), name="Δt")
     n_L = int(ss["stab_nL"])

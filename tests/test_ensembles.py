@@ -757,3 +757,25 @@ def test_number_formats() -> None:
     assert F.order_of_magnitude(1.0) == "O(10⁰)"
     assert F.fmt(None) == "—" and F.fmt(math.nan) == "—" and F.fmt(math.inf) == "∞"
     assert F.fmt(1.2e-7) == "1.20e-07" and F.fmt(0.0123) == "0.0123"
+
+
+def test_parse_hidden_and_keep_widget_state() -> None:
+    assert E.parse_hidden("32, 32,16") == (32, 32, 16)
+    with pytest.raises(E.EnsembleError, match="whole numbers"):
+        E.parse_hidden("32,x")
+    with pytest.raises(E.EnsembleError, match="at least one"):
+        E.parse_hidden(" , ")
+
+    class Recorder(dict):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            self.writes: list[str] = []
+
+        def __setitem__(self, key: str, value: object) -> None:
+            self.writes.append(key)
+            super().__setitem__(key, value)
+
+    state = Recorder({"a": 5})
+    E.keep_widget_state(state, {"a": 1, "b": 2, "c": None})
+    assert dict(state) == {"a": 5, "b": 2}  # existing values kept, defaults filled, None: keep only
+    assert state.writes == ["a", "b"]  # "a" re-assigned: Streamlit then keeps it across pages

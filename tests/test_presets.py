@@ -87,7 +87,7 @@ def test_parse_good_and_labels() -> None:
     p = parse_preset(GOOD)
     assert p.labels == ("a", "b") and p.dim == 2 and p.default_member == 0
     assert math.isinf(p.member_config(1).L)
-    with pytest.raises(PresetError, match="members 0..1"):
+    with pytest.raises(PresetError, match=r"members 0\.\.1"):
         p.member_config(2)
     unlabeled = parse_preset({**GOOD, "members": [{"f": "alpha", "alpha": 2}]})
     assert unlabeled.labels == ("α = 2, L = 1",)

@@ -223,7 +223,7 @@ def test_failure_in_thread_becomes_status(make_runner, monkeypatch) -> None:
 
 def test_generic_exception_becomes_status(make_runner, monkeypatch) -> None:
     r = make_runner()
-    monkeypatch.setattr(r._run.flow, "particles", lambda: np.full((1, 40, 2), np.nan) / 0)  # noqa: ARG005
+    monkeypatch.setattr(r._run.flow, "particles", lambda: np.full((1, 40, 2), np.nan) / 0)
 
     def bad_particles():
         raise ValueError("non-finite values in the particles")
