@@ -160,7 +160,10 @@ class GPAFlow:
         self.diverged_step = torch.full((self.K,), -1, dtype=torch.long, device=self.device)
         self.diverged_time = torch.full((self.K,), math.nan, dtype=torch.float64, device=self.device)
         self.reasons = [""] * self.K
-        extent = max(float(self.Y.abs().max()), float(self.X.abs().max()), 1.0)
+        # per member: one member's extreme sample must not loosen another member's runaway test
+        extent = torch.maximum(self.Y.abs().flatten(1).amax(1), self.X.abs().flatten(1).amax(1)).clamp_min(
+            1.0
+        )
         self.runaway_radius = RUNAWAY_FACTOR * extent
         self.history = History()
         self._pending: list[tuple[int, dict[str, Tensor]]] = []
@@ -400,7 +403,7 @@ class GPAFlow:
                 else:
                     self.reasons[k] = "values became non-finite (NaN or ∞)"
             else:
-                self.reasons[k] = f"particles ran away beyond |x| = {self.runaway_radius:.3g}"
+                self.reasons[k] = f"particles ran away beyond |x| = {float(self.runaway_radius[k]):.3g}"
 
     def _flush(self) -> None:
         if not self._pending:
@@ -448,7 +451,7 @@ class GPAFlow:
         new.diverged_step = self.diverged_step[idx].clone()
         new.diverged_time = self.diverged_time[idx].clone()
         new.reasons = [self.reasons[k] for k in keep]
-        new.runaway_radius = self.runaway_radius
+        new.runaway_radius = self.runaway_radius[idx].clone()
         return new
 
     def fit_discriminator(self, iterations: int) -> np.ndarray:

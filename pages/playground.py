@@ -422,25 +422,28 @@ def _stability(snap: Any) -> None:
 
 
 def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | None) -> None:
+    """Controls, then the live views in a fragment that polls the runner every REFRESH_SECONDS while
+    it plays. The buttons stay outside the fragment: a click then asks for a whole-page run, which
+    Streamlit never merges away into one of the fragment's timed reruns."""
     playing = runner.playing
+    c1, c2, c3, _ = st.columns([1, 1, 1, 6], vertical_alignment="center")
+    c1.button(
+        "Pause" if playing else "Play",
+        key=P + "play",
+        on_click=_set_playing,
+        args=(runner, not playing),
+        type="primary",
+        width="stretch",
+    )
+    c2.button("Step", key=P + "step", on_click=_step, args=(runner,), width="stretch")
+    c3.button("Reset", key=P + "reset", on_click=_reset, args=(runner,), width="stretch")
 
     @st.fragment(run_every=REFRESH_SECONDS if playing else None)
     def live_view() -> None:
         if runner.playing != playing:
-            st.rerun()  # switch the refresh timer on or off
-        c1, c2, c3, c4 = st.columns([1, 1, 1, 6], vertical_alignment="center")
-        c1.button(
-            "Pause" if playing else "Play",
-            key=P + "play",
-            on_click=_set_playing,
-            args=(runner, not playing),
-            type="primary",
-            width="stretch",
-        )
-        c2.button("Step", key=P + "step", on_click=_step, args=(runner,), width="stretch")
-        c3.button("Reset", key=P + "reset", on_click=_reset, args=(runner,), width="stretch")
+            st.rerun()  # the run stopped or started by itself: relabel Play/Pause, switch the timer
         snap = runner.snapshot()
-        c4.markdown(_status_line(snap))
+        st.markdown(_status_line(snap))
         verdict = F.banner(snap)
         if verdict is not None:
             kind, text = verdict

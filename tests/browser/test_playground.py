@@ -85,11 +85,14 @@ def test_play_moves_particles_and_counter(
     assert _wait_for_step(page, lambda n: n >= 10) >= 10
     page.get_by_role("button", name="Pause", exact=True).click()
     page.get_by_role("button", name="Play", exact=True).wait_for(timeout=90_000)
+    wait_for_app(page, timeout=120)  # the rerun that shows where it stopped has been drawn
     paused_at = _step_number(page)
     page.wait_for_timeout(1000)
     assert _step_number(page) == paused_at  # paused: the counter stands still
     page.get_by_role("button", name="Step", exact=True).click()
-    assert _wait_for_step(page, lambda n: n != paused_at, timeout=60) == paused_at + 1
+    _wait_for_step(page, lambda n: n != paused_at, timeout=60)
+    wait_for_app(page, timeout=120)
+    assert _step_number(page) == paused_at + 1
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not outside, f"requests outside the app: {sorted(set(outside))}"
 
