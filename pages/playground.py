@@ -381,14 +381,13 @@ def _connect(
     return runner
 
 
-def _set_playing(runner: Runner, play: bool) -> None:
-    """Play or Pause, as the button's label said when it was clicked (not a toggle: a click on a page
-    that lags behind the run, or a repeated event, can never do the opposite of what it says)."""
-    if play:
-        runner.play()
-    else:
-        runner.pause()
-        runner.wait_idle(timeout=5.0)  # show where it stopped, not a chunk that was still running
+def _play(runner: Runner) -> None:
+    runner.play()
+
+
+def _pause(runner: Runner) -> None:
+    runner.pause()
+    runner.wait_idle(timeout=5.0)  # show where it stopped, not a chunk that was still running
 
 
 def _step(runner: Runner) -> None:
@@ -427,14 +426,12 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
     Streamlit never merges away into one of the fragment's timed reruns."""
     playing = runner.playing
     c1, c2, c3, _ = st.columns([1, 1, 1, 6], vertical_alignment="center")
-    c1.button(
-        "Pause" if playing else "Play",
-        key=P + "play",
-        on_click=_set_playing,
-        args=(runner, not playing),
-        type="primary",
-        width="stretch",
-    )
+    # two buttons, one shown at a time, each doing one thing: a repeated or late click event can
+    # never turn into its opposite
+    if playing:
+        c1.button("Pause", key=P + "pause", on_click=_pause, args=(runner,), type="primary", width="stretch")
+    else:
+        c1.button("Play", key=P + "play", on_click=_play, args=(runner,), type="primary", width="stretch")
     c2.button("Step", key=P + "step", on_click=_step, args=(runner,), width="stretch")
     c3.button("Reset", key=P + "reset", on_click=_reset, args=(runner,), width="stretch")
 

@@ -69,8 +69,9 @@ def test_play_pause_step_and_reset(app: AppTest) -> None:
     assert _status(app).startswith("**step n = 1**")
     app.button(key="pg:play").click()
     _run(app)
-    assert runner.playing and app.button(key="pg:play").label == "Pause"
-    app.button(key="pg:play").click()
+    assert runner.playing and app.button(key="pg:pause").label == "Pause"
+    assert not [b for b in app.button if b.label == "Play"]
+    app.button(key="pg:pause").click()
     _run(app)
     assert not runner.playing and app.button(key="pg:play").label == "Play"
     app.button(key="pg:reset").click()
