@@ -401,7 +401,7 @@ def _reset(runner: Runner) -> None:
 
 
 def _status_line(snap: Any) -> str:
-    state = {"ready": "ready", "playing": "▶ playing", "paused": "⏸ paused", "finished": "finished"}.get(
+    state = {"ready": "ready", "playing": "playing", "paused": "paused", "finished": "finished"}.get(
         snap.state, snap.state
     )
     t = float(snap.t[0])

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from hypothesis import given, settings
+from hypothesis import strategies as st_h
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,3 +328,33 @@ def test_runner_slots_stop_what_they_drop() -> None:
     assert first.closed and not first.alive and slots.get("playground") is second
     slots.close()
     assert second.closed and other.closed and slots.get("compare") is None and len(slots) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    L=st_h.sampled_from([0.3, 1.0, 3.0, 100.0, float("inf")]),
+    dt=st_h.floats(1e-3, 5.0),
+    steps=st_h.integers(1, 10_000),
+    m=st_h.integers(1, 20),
+    lr=st_h.sampled_from([1e-4, 5e-4, 1e-3, 3e-3]),
+    f=st_h.sampled_from(["kl", "alpha", "reverse_kl", "js"]),
+    alpha=st_h.floats(1.01, 20.0),
+    hidden=st_h.lists(st_h.integers(1, 64), min_size=1, max_size=4),
+    seed=st_h.integers(0, 2**31 - 1),
+    M=st_h.integers(1, 20_000),
+)
+def test_link_round_trip(L, dt, steps, m, lr, f, alpha, hidden, seed, M) -> None:
+    """Settings → query parameters → settings reproduce the same FlowConfig and data."""
+    from gpa_core import FlowConfig
+    from pages import _state as S
+
+    cfg = FlowConfig(
+        L=L, dt=dt, steps=steps, inner_steps=m, lr=lr, f=f, alpha=alpha, hidden=tuple(hidden), seed=seed
+    )
+    state = {**S.default_state(), **S.config_state(cfg), "M": M}
+    query = S.to_query(state)
+    assert all(isinstance(v, str) for v in query.values())
+    back, warnings = S.from_query(query, S.default_state())
+    assert not warnings
+    assert S.config_from_state(back) == cfg
+    assert back["M"] == M and back["src"] == state["src"] and back["tgt.mixture.std"] == 0.5
