@@ -16,6 +16,7 @@ import io
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -72,6 +73,20 @@ def session_runners() -> RunnerSlots:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def cancel_job(holder: dict[str, Any]) -> None:
+    """Cancel the background job a page keeps in its session holder, if any."""
+    job = holder.get("job")
+    if job is not None:
+        job.cancel()
+
+
+@st.cache_resource(scope="session", on_release=cancel_job, show_spinner=False)
+def session_job_holder(page: str) -> dict[str, Any]:
+    """One dict per browser session and page for that page's background job, its inputs and result;
+    the job is cancelled when the session ends."""
+    return {}
+
+
 def sample_points(name: str, params_json: str, n: int, seed: int, dim: int) -> np.ndarray:
     """A seeded sample of a dataset (cached: the same settings give the same array)."""
     return sample(name, n, seed=seed, dim=dim, **json.loads(params_json))

@@ -15,22 +15,15 @@ from streamlit.errors import StreamlitAPIException
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
 from gpa_core.config import FlowConfig
+from pages._ui import cancel_job, session_job_holder
 
 PLAYGROUND = "pages/playground.py"
 POLL_SECONDS = 0.7
 NUMERICS_LABEL = {"paper": "paper", "authors": "authors' code"}
 
 
-def _release(holder: dict[str, Any]) -> None:
-    job = holder.get("job")
-    if job is not None:
-        job.cancel()
-
-
-@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
 def _holder() -> dict[str, Any]:
-    """This browser session's heavy-tail sweep."""
-    return {}
+    return session_job_holder("heavy_tails")
 
 
 #: Widget defaults, set once per session (widgets then keep their values across page visits).
@@ -103,7 +96,7 @@ def _start(settings: E.HeavyTailSettings) -> None:
         )  # fmt: skip
 
     holder = _holder()
-    _release(holder)
+    cancel_job(holder)
     job = E.EnsembleJob(work, name="heavy-tails", threads=1)
     holder.update(job=job, result=result, live=True, last_pick=None)
     job.start()

@@ -15,6 +15,7 @@ from gpa_core.config import ConfigError
 from gpa_core.genes import GeneDataError, Study, align_studies
 from gpa_core.latent import LatentError
 from pages import _latent_ui as U
+from pages._ui import cancel_job, session_job_holder
 
 POLL_SECONDS = 0.5
 ORIENTATIONS = {
@@ -25,16 +26,8 @@ ORIENTATIONS = {
 UPLOAD_TYPES = ["csv", "tsv", "txt", "gz", "tab"]
 
 
-def _release(holder: dict[str, Any]) -> None:
-    job = holder.get("job")
-    if job is not None:
-        job.cancel()
-
-
-@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
 def _holder() -> dict[str, Any]:
-    """This browser session's integration job, its inputs and its result."""
-    return {}
+    return session_job_holder("latent_space")
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -213,7 +206,7 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
 
 def _start(source: Study, target: Study, ctl: dict[str, Any]) -> None:
     holder = _holder()
-    _release(holder)
+    cancel_job(holder)
     work = U.integration_job(
         source, target, ctl["encoder"], methods=ctl["methods"], config=ctl["config"], steps=ctl["steps"],
         do_umap=ctl["umap"], sinkhorn=ctl["sinkhorn"],

@@ -13,21 +13,14 @@ from streamlit.errors import StreamlitAPIException
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
 from gpa_core.config import ConfigError, FlowConfig, authors_numerics
+from pages._ui import cancel_job, session_job_holder
 
 PLAYGROUND = "pages/playground.py"
 POLL_SECONDS = 0.5
 
 
-def _release(holder: dict[str, Any]) -> None:
-    job = holder.get("job")
-    if job is not None:
-        job.cancel()
-
-
-@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
 def _holder() -> dict[str, Any]:
-    """This browser session's stability map job and its inputs."""
-    return {}
+    return session_job_holder("stability")
 
 
 _CPUS = max(os.cpu_count() or 1, 1)
@@ -167,7 +160,7 @@ def _start() -> None:
         )  # fmt: skip
 
     holder = _holder()
-    _release(holder)
+    cancel_job(holder)
     job = E.EnsembleJob(work, name="stability", threads=1)
     holder.update(
         job=job, result=result, data=data, metrics=metrics, selected=None, live=True, target_points=target,
