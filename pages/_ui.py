@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from gpa_core.datasets import sample
 from gpa_core.io import MAX_UPLOAD_BYTES, DataFileError, image_to_points, load_points
@@ -85,6 +86,17 @@ def session_job_holder(page: str) -> dict[str, Any]:
     """One dict per browser session and page for that page's background job, its inputs and result;
     the job is cancelled when the session ends."""
     return {}
+
+
+def open_in_playground(params: dict[str, str]) -> None:
+    """Open a run in the playground: its settings go in the query parameters (and session state, read
+    by the playground); where that page is not available, show the parameters instead."""
+    st.session_state["playground_request"] = params
+    try:
+        st.switch_page("pages/playground.py", query_params=params)
+    except StreamlitAPIException:
+        query = "&".join(f"{a}={b}" for a, b in params.items())
+        st.info(f"The playground page is not available here; its query parameters: `{query}`")
 
 
 def sample_points(name: str, params_json: str, n: int, seed: int, dim: int) -> np.ndarray:

@@ -10,17 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
 from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_lipschitz
 from gpa_core.runner import Runner
+from pages._ui import open_in_playground
 
 F_CHOICES = ["kl", "alpha", "reverse_kl", "js"]
 SOLVERS = ["euler", "heun"]
 LIP_MODES = ["spectral", "frobenius", "penalty", "none"]
-PLAYGROUND = "pages/playground.py"
 POLL_SECONDS = 0.5
 
 
@@ -272,12 +271,7 @@ def _open_in_playground(spec: E.CompareSpec, k: int) -> None:
         spec.runs[k].config, source=spec.source_spec, target=spec.target_spec, M=spec.M, N=spec.N,
         data_seed=spec.data_seed, dim=_holder().get("dim"),
     )  # fmt: skip
-    st.session_state["playground_request"] = params
-    try:
-        st.switch_page(PLAYGROUND, query_params=params)
-    except StreamlitAPIException:
-        query = "&".join(f"{a}={b}" for a, b in params.items())
-        st.info(f"The playground page is not available here; its query parameters: `{query}`")
+    open_in_playground(params)
 
 
 def _status(summary: Any, finished: bool) -> str:

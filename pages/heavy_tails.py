@@ -10,14 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
 from gpa_core.config import FlowConfig
-from pages._ui import cancel_job, session_job_holder
+from pages._ui import cancel_job, open_in_playground, session_job_holder
 
-PLAYGROUND = "pages/playground.py"
 POLL_SECONDS = 0.7
 NUMERICS_LABEL = {"paper": "paper", "authors": "authors' code"}
 
@@ -107,12 +105,7 @@ def _open_in_playground(member: E.HeavyTailMember, settings: E.HeavyTailSettings
         member.config, source=member.case.source_spec, target=member.case.target_spec, M=settings.M,
         N=settings.N, data_seed=member.data_seed, dim=2,
     )  # fmt: skip
-    st.session_state["playground_request"] = params
-    try:
-        st.switch_page(PLAYGROUND, query_params=params)
-    except StreamlitAPIException:
-        query = "&".join(f"{a}={b}" for a, b in params.items())
-        st.info(f"The playground page is not available here; its query parameters: `{query}`")
+    open_in_playground(params)
 
 
 def _member_table(result: E.HeavyTailResult, idx: list[int]) -> pd.DataFrame:

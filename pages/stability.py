@@ -8,14 +8,12 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
 from gpa_core.config import ConfigError, FlowConfig, authors_numerics
-from pages._ui import cancel_job, session_job_holder
+from pages._ui import cancel_job, open_in_playground, session_job_holder
 
-PLAYGROUND = "pages/playground.py"
 POLL_SECONDS = 0.5
 
 
@@ -175,12 +173,7 @@ def _open_in_playground(result: E.StabilityResult, index: int, data: dict[str, A
         cell.config, source=data["source"], target=data["target"], M=data["M"], N=data["N"],
         data_seed=data["data_seed"], dim=data.get("dim"),
     )  # fmt: skip
-    st.session_state["playground_request"] = params
-    try:
-        st.switch_page(PLAYGROUND, query_params=params)
-    except StreamlitAPIException:
-        query = "&".join(f"{a}={b}" for a, b in params.items())
-        st.info(f"The playground page is not available here; its query parameters: `{query}`")
+    open_in_playground(params)
 
 
 def _cell_details(result: E.StabilityResult, index: int) -> None:
