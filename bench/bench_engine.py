@@ -3,7 +3,9 @@
 Prints one JSON object per result line:
     {"bench": "engine", "metric": ..., "value": ..., "unit": ..., "target": ..., ...}
 Times are medians over repeats measured in this one run; compare ratios, not absolute numbers, on a
-noisy 2-core machine. Usage: python bench/bench_engine.py [--quick] [--device auto|cpu|cuda]
+noisy 2-core machine. Both paths are timed: ``compiled`` (the Numba kernel, gpa_core/kernel.py; its
+compile or disk-cache load is reported first) and ``eager`` (Torch operations); each line says which.
+Usage: python bench/bench_engine.py [--quick] [--device auto|cpu|cuda] [--engine both|eager|compiled]
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from gpa_core import FlowConfig, GPAFlow
+from gpa_core import FlowConfig, GPAFlow, kernel
+from gpa_core import flow as flow_module
 from gpa_core.datasets import sample
 from gpa_core.devices import describe_device
 
@@ -34,11 +37,12 @@ def flops_per_step(M: int, N: int, d: int, hidden: tuple[int, ...], inner: int) 
     return (6 * inner + 4) * n * S
 
 
-def make_flow(M: int, N: int, K: int, device: str, seed0: int = 0) -> GPAFlow:
+def make_flow(M: int, N: int, K: int, device: str, engine: str, seed0: int = 0) -> GPAFlow:
     src = sample("gaussian", M, seed=0, std=0.5)
     tgt = sample("mixture", N, seed=1, std=0.5)
     cfgs = [
-        FlowConfig(L=1.0, dt=0.5, steps=10**6, inner_steps=3, seed=seed0 + k, device=device) for k in range(K)
+        FlowConfig(L=1.0, dt=0.5, steps=10**6, inner_steps=3, seed=seed0 + k, device=device, engine=engine)
+        for k in range(K)
     ]
     return GPAFlow(src, tgt, cfgs)
 
@@ -79,29 +83,55 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument(
+        "--engine",
+        default="both",
+        choices=["both", "eager", "compiled"],
+        help="which path to time (default: both, compiled first)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    reps = 3 if args.quick else 7
-    common = {"path": "eager", "threads": args.threads}
+    if args.engine in ("both", "compiled"):
+        # the compile (or disk-cache load) is paid once per process, in the background in the app
+        t0 = time.perf_counter()
+        ok = kernel.ensure_compiled(block=True)
+        emit(
+            "compile_or_cache_load_seconds",
+            time.perf_counter() - t0,
+            "s",
+            None,
+            path="compiled",
+            ok=ok,
+            error=kernel.compile_error(),
+        )
+    engines = ["compiled", "eager"] if args.engine == "both" else [args.engine]
+    for engine in engines:
+        run_engine(args, engine)
 
-    small = make_flow(200, 200, 1, args.device)
+
+def run_engine(args: argparse.Namespace, engine: str) -> None:
+    reps = 3 if args.quick else 7
+    small = make_flow(200, 200, 1, args.device, engine)
+    common: dict[str, object] = {"path": small.engine, "threads": args.threads}
+    if small.engine == "compiled":
+        common["threads"] = f"1 per member group, {flow_module._kernel_threads()} groups at most"
     dev = describe_device(small.device)
     common["device"] = dev
     t1 = time_steps(small, 10 if args.quick else 40, reps)
     fl = flops_per_step(200, 200, 2, (32, 32, 32), 3)
     emit("ms_per_step_fig2_K1", t1 * 1e3, "ms", 0.5, gflops=round(fl / t1 / 1e9, 3), **common)
 
-    batched = make_flow(200, 200, 16, args.device)
+    batched = make_flow(200, 200, 16, args.device, engine)
     t16 = time_steps(batched, 5 if args.quick else 20, reps)
     emit("ms_per_step_fig2_K16", t16 * 1e3, "ms", None, gflops=round(16 * fl / t16 / 1e9, 3), **common)
     emit("batched_K16_over_16_sequential", t16 / (16 * t1), "ratio", 0.6, **common)
 
-    big = make_flow(4096, 4096, 1, args.device)
+    big = make_flow(4096, 4096, 1, args.device, engine)
     tb = time_steps(big, 3 if args.quick else 10, reps)
     flb = flops_per_step(4096, 4096, 2, (32, 32, 32), 3)
     emit("ms_per_step_4096_K1", tb * 1e3, "ms", 10.0, gflops=round(flb / tb / 1e9, 3), **common)
     if not args.quick:
-        big16 = make_flow(4096, 4096, 16, args.device)
+        big16 = make_flow(4096, 4096, 16, args.device, engine)
         tb16 = time_steps(big16, 2, 3)
         emit("ms_per_step_4096_K16", tb16 * 1e3, "ms", None, gflops=round(16 * flb / tb16 / 1e9, 3), **common)
         emit("batched_4096_K16_over_16_sequential", tb16 / (16 * tb), "ratio", 0.6, **common)

@@ -21,6 +21,7 @@ OptimizerState = Literal["carry", "reset"]
 Solver = Literal["euler", "heun"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["float32", "float64"]
+Engine = Literal["auto", "eager", "compiled"]
 
 #: Fields that may differ between the K members of one batched ensemble.
 PER_MEMBER_FIELDS: frozenset[str] = frozenset(
@@ -50,6 +51,9 @@ class FlowConfig:
     """Configuration of one GPA run (Algorithm 3.1).
 
     ``L = math.inf`` means no Lipschitz regularization (the unregularized flow).
+    ``engine`` picks how steps are computed: ``eager`` (Torch operations, any device), ``compiled``
+    (one Numba-compiled call per chunk of steps; CPU, float32, no gradient penalty) or ``auto``
+    (compiled when possible and already compiled, eager otherwise; the run says which it used).
     The defaults are the paper's choices (spectral normalization, KL in the Legendre-transform
     form with a trained ν, Adam state carried across particle steps); ``authors_numerics()`` gives
     the choices of the authors' public code instead.
@@ -78,6 +82,7 @@ class FlowConfig:
     seed: int = 0
     device: Device = "auto"
     dtype: DType = "float32"
+    engine: Engine = "auto"
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -193,6 +198,7 @@ def validate(c: FlowConfig) -> None:
     _choices("solver", c.solver, Solver)
     _choices("device", c.device, Device)
     _choices("dtype", c.dtype, DType)
+    _choices("engine", c.engine, Engine)
     if c.f == "alpha":
         _in_range("alpha", c.alpha, 1.0, 1e3, low_open=True)
     if math.isnan(c.L) or c.L <= 0:

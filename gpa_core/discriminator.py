@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 LEAKY_SLOPE = 0.01
+WARM_UP_ITERATIONS = 30  # power iterations that settle the start vectors before the first projection
 SMOOTH_RELU_WIDTH = 0.5  # ε of the C² smoothed ReLU
 
 
@@ -80,7 +81,10 @@ class BatchedMLP:
         init: str = "uniform",
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        warm_up: bool = True,
     ) -> None:
+        """``warm_up=False`` leaves the power-iteration vectors at their random unit start (the
+        compiled path warms them member by member, see ``kernel.prepare_members``)."""
         if len(seeds) != K:
             raise ValueError(f"need one seed per member: K = {K}, got {len(seeds)} seeds")
         if len(activations) != len(hidden):
@@ -111,12 +115,23 @@ class BatchedMLP:
         self.nu = self.flat[:, offset]
         self.nu_grad = self.grad[:, offset]
         self.weight_slice = slice(0, n_w)
-        # persistent right-singular-vector estimates for the power iteration, one per layer
-        self.power_vectors: list[Tensor] = []
-        self._initialize(seeds, init)
+        # persistent right-singular-vector estimates for the power iteration, one per layer, as
+        # (K, i_l, 1) views of one (K, Σ i_l) buffer (the compiled path reads the flat buffer)
+        self.vector_offsets = [0]
+        for _, i in shapes:
+            self.vector_offsets.append(self.vector_offsets[-1] + i)
+        self.power_flat = torch.zeros(K, self.vector_offsets[-1], device=self.device, dtype=dtype)
+        self.diagnostic_flat = torch.zeros_like(self.power_flat)
+        self.power_vectors = self._vector_views(self.power_flat)
+        self.diagnostic_vectors = self._vector_views(self.diagnostic_flat)
+        self._initialize(seeds, init, warm_up)
+
+    def _vector_views(self, buffer: Tensor) -> list[Tensor]:
+        offs = self.vector_offsets
+        return [buffer[:, offs[layer] : offs[layer + 1]].unsqueeze(-1) for layer in range(len(offs) - 1)]
 
     # -- set-up ------------------------------------------------------------------------------
-    def _initialize(self, seeds: Sequence[int], init: str) -> None:
+    def _initialize(self, seeds: Sequence[int], init: str, warm_up: bool) -> None:
         for k, seed in enumerate(seeds):
             gen = torch.Generator(device="cpu").manual_seed(int(seed))
             for W, b in zip(self.weights, self.biases, strict=True):
@@ -133,13 +148,14 @@ class BatchedMLP:
         # each member's power-iteration start vectors come from its own seed, so a member runs the
         # same alone as inside any batch
         gens = [torch.Generator(device="cpu").manual_seed(int(seed) + 7919) for seed in seeds]
-        for W in self.weights:
+        for layer, W in enumerate(self.weights):
             v = torch.stack([torch.randn(W.shape[2], 1, generator=g, dtype=torch.float64) for g in gens])
             v = v.to(self.device, self.dtype)
-            self.power_vectors.append(v / v.norm(dim=1, keepdim=True))
-        self.spectral_norms(iterations=30)
+            self.power_vectors[layer].copy_(v / v.norm(dim=1, keepdim=True))
+        if warm_up:
+            self.spectral_norms(iterations=WARM_UP_ITERATIONS)
         # separate vectors for the recorded bound, so diagnostics never change the projection
-        self.diagnostic_vectors = [v.clone() for v in self.power_vectors]
+        self.diagnostic_flat.copy_(self.power_flat)
 
     @property
     def depth(self) -> int:
@@ -165,7 +181,8 @@ class BatchedMLP:
                 v = torch.bmm(W.transpose(1, 2), u)
                 sigma = v.norm(dim=1, keepdim=True)
                 v = v / sigma.clamp_min(1e-30)
-            vectors[layer] = v if update is None else torch.where(update[:, None, None], v, vectors[layer])
+            fresh = v if update is None else torch.where(update[:, None, None], v, vectors[layer])
+            vectors[layer].copy_(fresh)
             sigmas.append(sigma.reshape(self.K))
         return torch.stack(sigmas, dim=1)
 

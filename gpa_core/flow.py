@@ -14,6 +14,7 @@ physical time is recorded and its last finite particles are kept. Members never 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import kernel
 from .config import ConfigError, FlowConfig, check_batch
 from .devices import resolve_device
-from .discriminator import BatchedAdam, BatchedMLP
+from .discriminator import WARM_UP_ITERATIONS, BatchedAdam, BatchedMLP
 from .divergences import ObjectiveEval, ObjectiveKind, objective, optimal_nu, output_activation
 from .solvers import advance
 
@@ -51,6 +53,9 @@ LIVE_FIELDS: frozenset[str] = frozenset(
 )
 
 RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count as a runaway
+#: How long a first "auto" flow in a process waits for the compiled kernels (a warm disk cache
+#: loads in about a second); past it the run goes eagerly while the compile goes on.
+AUTO_COMPILE_WAIT_S = 2.0
 
 
 @dataclass
@@ -122,6 +127,7 @@ class GPAFlow:
         configs: FlowConfig | Sequence[FlowConfig],
         *,
         generated: np.ndarray | Tensor | None = None,
+        engine: str | None = None,
     ) -> None:
         configs = check_batch([configs] if isinstance(configs, FlowConfig) else configs)
         c0 = configs[0]
@@ -139,6 +145,10 @@ class GPAFlow:
             raise ConfigError("generated particles must have the dimension of the source")
         self.M, self.d = self.Y.shape[1], self.Y.shape[2]
         self.N = self.X.shape[1]
+        if engine is None:
+            self.engine, self.engine_reason = self._choose_engine(configs)
+        else:  # select(): the same path as the flow it came from
+            self.engine, self.engine_reason = engine, "continues its parent run"
         acts = [c0.activation] * len(c0.hidden)
         if c0.last_activation is not None:
             acts[-1] = c0.last_activation
@@ -151,6 +161,7 @@ class GPAFlow:
             init=c0.init,
             device=self.device,
             dtype=self.dtype,
+            warm_up=self.engine == "eager",
         )
         self._Z = torch.empty(self.K, self.M + self.N, self.d, device=self.device, dtype=self.dtype)
         self._Z[:, self.M :] = self.X
@@ -168,10 +179,55 @@ class GPAFlow:
         self.history = History()
         self._pending: list[tuple[int, dict[str, Tensor]]] = []
         self._latest: dict[str, np.ndarray] = {}
+        if self.engine == "compiled":
+            self.Y = self.Y.contiguous()
+            self._X_c = self.X.contiguous()
+            self.G_c = (
+                torch.zeros(self.K, 0, self.d, dtype=self.dtype) if self.G is None else self.G.contiguous()
+            )
+            if self.G is not None:
+                self.G = self.G_c
         self._set_configs(configs)
         self.optimizer = BatchedAdam(self.net.flat, self._lr)
-        self._project()  # Algorithm 3.1, line 4
-        self._init_nu()
+        if self.engine == "compiled":
+            p = self._kernel_params
+            kernel.prepare_members(
+                self._X_c.numpy(), self.net.flat.numpy(), self.net.power_flat.numpy(),
+                self.net.diagnostic_flat.numpy(), p["widths"], p["w_off"], p["b_off"], p["v_off"], p["acts"],
+                p["codes"], p["alpha"], p["scale"], p["lip"], p["power_its"], WARM_UP_ITERATIONS,
+            )  # fmt: skip
+        else:
+            self._project()  # Algorithm 3.1, line 4
+            self._init_nu()
+
+    def _choose_engine(self, configs: tuple[FlowConfig, ...]) -> tuple[str, str]:
+        """("compiled" | "eager", why): the compiled kernel serves CPU float32 runs without a
+        gradient penalty; ``auto`` uses it when it is compiled (or compiles within a moment)."""
+        wanted = configs[0].engine
+        if wanted == "eager":
+            return "eager", "asked for"
+        blockers = []
+        if self.device.type != "cpu":
+            blockers.append(f"the device is {self.device.type} (the compiled kernel is for the CPU)")
+        if self.dtype != torch.float32:
+            blockers.append("the dtype is float64 (the compiled kernel is float32)")
+        if any(c.lipschitz == "penalty" and math.isfinite(c.L) for c in configs):
+            blockers.append("a member uses the gradient penalty (autograd)")
+        if not kernel.available():
+            blockers.append("Numba is not installed")
+        if blockers:
+            if wanted == "compiled":
+                raise ConfigError("engine 'compiled' is not possible: " + "; ".join(blockers))
+            return "eager", "; ".join(blockers)
+        if wanted == "compiled":
+            if not kernel.ensure_compiled(block=True):
+                raise ConfigError(f"engine 'compiled' failed to compile: {kernel.compile_error()}")
+            return "compiled", "asked for"
+        if kernel.ensure_compiled(block=True, timeout=AUTO_COMPILE_WAIT_S):
+            return "compiled", "auto: compiled kernel ready"
+        if kernel.compile_error() is not None:
+            return "eager", f"auto: the kernel failed to compile ({kernel.compile_error()})"
+        return "eager", "auto: the kernel is still compiling (later runs will use it)"
 
     def _init_nu(self) -> None:
         """Start ν at its exact minimiser for φ_0 (Algorithm 3.1 line 3 starts at ν = 0, which for
@@ -227,6 +283,44 @@ class GPAFlow:
             kind = ObjectiveKind(c.f, c.kl_form if c.f == "kl" else "lt", c.logsumexp)
             groups.setdefault(kind, []).append(k)
         self._groups = [(kind, torch.tensor(idx, device=dev)) for kind, idx in groups.items()]
+        if self.engine == "compiled":
+            self._kernel_params = self._compiled_parameters(configs)
+
+    def _compiled_parameters(self, configs: tuple[FlowConfig, ...]) -> dict[str, Any]:
+        """Per-member arrays and scalars in the form the compiled kernel takes."""
+        net = self.net
+        shapes = [(W.shape[1], W.shape[2]) for W in net.weights]
+        w_off, b_off, offset = [], [], 0
+        for o, i in shapes:
+            w_off.append(offset)
+            offset += o * i
+        for o, _ in shapes:
+            b_off.append(offset)
+            offset += o
+        i64 = np.int64
+        return {
+            "widths": np.asarray(net.widths, dtype=i64),
+            "w_off": np.asarray(w_off, dtype=i64),
+            "b_off": np.asarray(b_off, dtype=i64),
+            "v_off": np.asarray(net.vector_offsets[:-1], dtype=i64),
+            "acts": np.asarray([kernel.ACTIVATION_CODES[a] for a in net.activations] or [0], dtype=i64),
+            "codes": np.asarray(
+                [kernel.objective_code(c.f, c.kl_form, c.logsumexp) for c in configs], dtype=i64
+            ),
+            "alpha": np.asarray([c.alpha for c in configs], dtype=np.float64),
+            "scale": self._layer_scale.numpy().astype(np.float32),
+            "lip": np.asarray(
+                [kernel.LIPSCHITZ_CODES[c.lipschitz if math.isfinite(c.L) else "none"] for c in configs],
+                dtype=i64,
+            ),
+            "lr": np.asarray([c.lr for c in configs], dtype=np.float64),
+            "dt": np.asarray([c.dt for c in configs], dtype=np.float32),
+            "heun": np.asarray([c.solver == "heun" for c in configs], dtype=np.bool_),
+            "steps_limit": np.asarray([c.steps for c in configs], dtype=i64),
+            "inner": int(configs[0].inner_steps),
+            "power_its": int(configs[0].power_iterations),
+            "reset_adam": configs[0].optimizer_state == "reset",
+        }
 
     def reconfigure(self, configs: FlowConfig | Sequence[FlowConfig]) -> None:
         """Apply live changes (Δt, L, lr, m_max, f, α, …) at the next step, keeping particles and φ."""
@@ -238,7 +332,14 @@ class GPAFlow:
                 if name not in LIVE_FIELDS and getattr(old_c, name) != value:
                     raise ConfigError(f"{name} cannot change during a run (reset to change it)")
         self._set_configs(new)
-        self._project()
+        if self.engine == "compiled":
+            p = self._kernel_params
+            kernel.project_members(
+                self.net.flat.numpy(), self.net.power_flat.numpy(), p["widths"], p["w_off"], p["v_off"],
+                p["lip"], p["scale"], p["power_its"],
+            )  # fmt: skip
+        else:
+            self._project()
 
     # -- the algorithm ---------------------------------------------------------------------------
     def _project(self, members: Tensor | None = None) -> None:
@@ -337,6 +438,8 @@ class GPAFlow:
 
     def step(self, n: int = 1) -> int:
         """Advance every active member by up to ``n`` particle steps; returns the steps taken."""
+        if self.engine == "compiled":
+            return self._step_compiled(n)
         taken = 0
         record_every = self.configs[0].record_every
         with torch.no_grad():
@@ -386,6 +489,64 @@ class GPAFlow:
         self._flush()
         return taken
 
+    def _step_compiled(self, n: int) -> int:
+        """``step`` on the compiled kernel: one call per group of members for the whole chunk."""
+        p = self._kernel_params
+        K = self.K
+        rec = np.full((max(n, 1), len(History.FIELDS), K), np.nan)
+        dead_info = np.zeros((K, 2))
+        alive_before = self.alive.numpy().copy()
+        opt = self.optimizer
+        G = self.G_c if self.G is None else self.G
+
+        def run(members: np.ndarray) -> int:
+            return int(
+                kernel.run_members(
+                    members, n, self.n, self.configs[0].record_every,
+                    self.Y.numpy(), G.numpy(), self._X_c.numpy(),
+                    self.net.flat.numpy(), opt.m.numpy(), opt.v.numpy(), opt.t.numpy(),
+                    self.net.power_flat.numpy(), self.net.diagnostic_flat.numpy(),
+                    p["widths"], p["w_off"], p["b_off"], p["v_off"], p["acts"],
+                    p["codes"], p["alpha"], p["scale"], p["lip"], p["lr"], p["dt"], p["heun"],
+                    p["steps_limit"], p["inner"], p["power_its"], p["reset_adam"],
+                    opt.beta1, opt.beta2, opt.eps,
+                    self.alive.numpy(), self.t.numpy(), self.runaway_radius.numpy(),
+                    self.diverged_step.numpy(), self.diverged_time.numpy(), dead_info, rec,
+                )
+            )  # fmt: skip
+
+        groups = [
+            g for g in np.array_split(np.arange(K, dtype=np.int64), min(K, _kernel_threads())) if g.size
+        ]
+        if len(groups) == 1:
+            taken = run(groups[0])
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(groups)) as pool:
+                taken = max(pool.map(run, groups))
+        every = self.configs[0].record_every
+        rows = [s for s in range(taken) if (self.n + s) % every == 0]
+        if rows:
+            self.history.extend(
+                np.asarray([self.n + s for s in rows], dtype=np.int64),
+                {name: rec[rows, i, :] for i, name in enumerate(History.FIELDS)},
+            )
+        for k in np.flatnonzero(alive_before & ~self.alive.numpy()):
+            self.reasons[k] = self._divergence_reason(int(k), bool(dead_info[k, 0]), float(dead_info[k, 1]))
+        self.n += taken
+        return taken
+
+    def _divergence_reason(self, k: int, finite: bool, gauge: float) -> str:
+        if not finite:
+            if self.configs[k].f in ("kl",) and (not math.isfinite(gauge) or gauge > 80.0):
+                return (
+                    f"the objective overflowed (largest argument of exp was {gauge:.4g}; "
+                    f"float32's limit is 88.7)"
+                )
+            return "values became non-finite (NaN or ∞)"
+        return f"particles ran away beyond |x| = {float(self.runaway_radius[k]):.3g}"
+
     def _mark_diverged(self, newly_dead: Tensor, finite: Tensor, ev: ObjectiveEval) -> None:
         self.alive &= ~newly_dead
         self.diverged_step = torch.where(
@@ -393,17 +554,7 @@ class GPAFlow:
         )
         self.diverged_time = torch.where(newly_dead, self.t, self.diverged_time)
         for k in torch.nonzero(newly_dead).flatten().tolist():
-            gauge = float(ev.max_exp_arg[k])
-            if not bool(finite[k]):
-                if self.configs[k].f in ("kl",) and (not math.isfinite(gauge) or gauge > 80.0):
-                    self.reasons[k] = (
-                        f"the objective overflowed (largest argument of exp was {gauge:.4g}; "
-                        f"float32's limit is 88.7)"
-                    )
-                else:
-                    self.reasons[k] = "values became non-finite (NaN or ∞)"
-            else:
-                self.reasons[k] = f"particles ran away beyond |x| = {float(self.runaway_radius[k]):.3g}"
+            self.reasons[k] = self._divergence_reason(k, bool(finite[k]), float(ev.max_exp_arg[k]))
 
     def _flush(self) -> None:
         if not self._pending:
@@ -437,11 +588,12 @@ class GPAFlow:
             self.X[idx],
             [self.configs[k] for k in keep],
             generated=None if self.G is None else self.G[idx],
+            engine=self.engine,
         )
         with torch.no_grad():
             new.net.flat.copy_(self.net.flat[idx])
-            new.net.power_vectors = [v[idx].clone() for v in self.net.power_vectors]
-            new.net.diagnostic_vectors = [v[idx].clone() for v in self.net.diagnostic_vectors]
+            new.net.power_flat.copy_(self.net.power_flat[idx])
+            new.net.diagnostic_flat.copy_(self.net.diagnostic_flat[idx])
             new.optimizer.m.copy_(self.optimizer.m[idx])
             new.optimizer.v.copy_(self.optimizer.v[idx])
             new.optimizer.t.copy_(self.optimizer.t[idx])
@@ -524,6 +676,17 @@ class GPAFlow:
                 )
             )
         return out
+
+
+def _kernel_threads() -> int:
+    """Threads for the compiled path's member groups: GPA_THREADS, else the CPUs available."""
+    env = os.environ.get("GPA_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _last_finite(values: np.ndarray | None) -> float:

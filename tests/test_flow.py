@@ -18,6 +18,9 @@ from gpa_core.solvers import advance, euler_step, heun_step
 
 torch.set_num_threads(1)
 
+#: Both paths of GPAFlow (gpa_core/kernel.py for "compiled"); conftest compiles the kernel up front.
+ENGINES = ("eager", "compiled")
+
 
 @pytest.mark.parametrize("f", ["kl", "alpha"])
 @pytest.mark.parametrize("L", [0.5, 2.0])
@@ -41,12 +44,13 @@ def test_estimate_lies_between_zero_and_L_times_w1(seed: int, shift: float, L: f
     assert -1e-3 <= est <= L * w1 * (1 + 1e-3) + 1e-6
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @settings(max_examples=8, deadline=None)
 @given(L=st.floats(0.05, 20.0), dt=st.floats(0.01, 2.0), seed=st.integers(0, 100))
-def test_no_particle_moves_more_than_L_dt_per_euler_step(L: float, dt: float, seed: int) -> None:
+def test_no_particle_moves_more_than_L_dt_per_euler_step(L: float, dt: float, seed: int, engine: str) -> None:
     src = sample("gaussian", 64, seed=seed, std=0.5)
     tgt = sample("mixture", 64, seed=seed + 1)
-    flow = GPAFlow(src, tgt, FlowConfig(L=L, dt=dt, steps=6, lr=1e-2, seed=seed))
+    flow = GPAFlow(src, tgt, FlowConfig(L=L, dt=dt, steps=6, lr=1e-2, seed=seed, engine=engine))
     for _ in range(6):
         before = flow.particles()
         flow.step(1)
@@ -86,26 +90,28 @@ def test_solver_orders_on_a_fixed_smooth_field() -> None:
     assert torch.allclose(out[1], heun_step(y0, velocity, 0.1)[0])
 
 
-def test_a_seeded_run_repeats_exactly() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_seeded_run_repeats_exactly(engine: str) -> None:
     src, tgt = sample("gaussian", 50, seed=0, std=0.5), sample("mixture", 50, seed=1)
     runs = []
     for _ in range(2):
-        flow = GPAFlow(src, tgt, FlowConfig(steps=15, solver="heun", seed=3))
+        flow = GPAFlow(src, tgt, FlowConfig(steps=15, solver="heun", seed=3, engine=engine))
         flow.run()
         runs.append((flow.particles(), flow.history.kinetic_energy.copy()))
     assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
-    other = GPAFlow(src, tgt, FlowConfig(steps=15, solver="heun", seed=4))
+    other = GPAFlow(src, tgt, FlowConfig(steps=15, solver="heun", seed=4, engine=engine))
     other.run()
     assert not np.array_equal(other.particles(), runs[0][0])
 
 
 @pytest.mark.slow
-def test_four_well_mixture_converges_with_L_1() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_four_well_mixture_converges_with_L_1(engine: str) -> None:
     """Paper Fig. 2–3: from N(0, 0.5²I) to the 4-well mixture with L = 1 the kinetic energy falls by
     orders of magnitude from its early peak, every well receives particles, particles end near wells."""
     src = sample("gaussian", 200, seed=0, std=0.5)
     tgt = sample("mixture", 200, seed=1, std=0.5)
-    flow = GPAFlow(src, tgt, FlowConfig(L=1.0, dt=0.5, steps=1500, lr=1e-3, seed=0))
+    flow = GPAFlow(src, tgt, FlowConfig(L=1.0, dt=0.5, steps=1500, lr=1e-3, seed=0, engine=engine))
     flow.run()
     ke = flow.history.kinetic_energy[:, 0]
     assert flow.status(0) != "diverged"
@@ -119,17 +125,18 @@ def test_four_well_mixture_converges_with_L_1() -> None:
     assert dist.min(1).mean() < 0.8
 
 
-def _overflowing_setup() -> tuple[np.ndarray, np.ndarray, FlowConfig]:
+def _overflowing_setup(engine: str) -> tuple[np.ndarray, np.ndarray, FlowConfig]:
     """KL in the authors' naive Donsker–Varadhan form, target 200 away: training pushes |φ(X)|
     past float32's exp range (≈ 88.7) within a few steps, deterministically."""
     src = sample("gaussian", 40, seed=0, std=0.5)
     tgt = sample("gaussian", 40, seed=1, std=0.5, mean=200.0)
-    cfg = authors_numerics(FlowConfig(L=1.0, dt=0.5, steps=400, lr=5e-2, seed=0))
+    cfg = authors_numerics(FlowConfig(L=1.0, dt=0.5, steps=400, lr=5e-2, seed=0, engine=engine))
     return src, tgt, cfg
 
 
-def test_overflow_is_reported_as_diverged_with_time_and_last_finite_particles() -> None:
-    src, tgt, cfg = _overflowing_setup()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_overflow_is_reported_as_diverged_with_time_and_last_finite_particles(engine: str) -> None:
+    src, tgt, cfg = _overflowing_setup(engine)
     flow = GPAFlow(src, tgt, cfg)
     flow.run()
     s = flow.summary()[0]
@@ -145,8 +152,9 @@ def test_overflow_is_reported_as_diverged_with_time_and_last_finite_particles() 
     assert replay.summary()[0].status != "diverged"
 
 
-def test_log_sum_exp_keeps_the_same_case_finite_for_longer() -> None:
-    src, tgt, cfg = _overflowing_setup()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_log_sum_exp_keeps_the_same_case_finite_for_longer(engine: str) -> None:
+    src, tgt, cfg = _overflowing_setup(engine)
     naive = GPAFlow(src, tgt, cfg)
     naive.run()
     safe = GPAFlow(src, tgt, cfg.replace(logsumexp=True, steps=naive.summary()[0].steps + 5))
@@ -154,9 +162,10 @@ def test_log_sum_exp_keeps_the_same_case_finite_for_longer() -> None:
     assert safe.summary()[0].status != "diverged"
 
 
-def test_live_reconfigure_keeps_particles_and_changes_the_step() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_live_reconfigure_keeps_particles_and_changes_the_step(engine: str) -> None:
     src, tgt = sample("gaussian", 30, seed=0), sample("mixture", 30, seed=1)
-    flow = GPAFlow(src, tgt, FlowConfig(steps=100, dt=0.1))
+    flow = GPAFlow(src, tgt, FlowConfig(steps=100, dt=0.1, engine=engine))
     flow.step(3)
     before = flow.particles()
     flow.reconfigure(flow.configs[0].replace(dt=0.2, L=2.0, lr=5e-3, f="alpha", alpha=3.0, inner_steps=2))
@@ -169,10 +178,11 @@ def test_live_reconfigure_keeps_particles_and_changes_the_step() -> None:
 
 
 @pytest.mark.parametrize("f", ["reverse_kl", "js"])
-def test_bounded_domain_divergences_run_and_transport(f: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bounded_domain_divergences_run_and_transport(f: str, engine: str) -> None:
     src = sample("gaussian", 60, seed=0, std=0.5)
     tgt = sample("gaussian", 60, seed=1, std=0.5, mean=3.0)
-    flow = GPAFlow(src, tgt, FlowConfig(f=f, steps=60, lr=5e-3))
+    flow = GPAFlow(src, tgt, FlowConfig(f=f, steps=60, lr=5e-3, engine=engine))
     flow.run()
     assert flow.summary()[0].status != "diverged"
     assert flow.particles()[0].mean(0).mean() > 0.3  # moved toward the target
@@ -186,11 +196,12 @@ def test_gradient_penalty_mode_trains_and_moves() -> None:
     assert np.nanmax(flow.history.max_speed) < 3.0
 
 
-def test_generated_particles_follow_the_field_without_training() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_generated_particles_follow_the_field_without_training(engine: str) -> None:
     src, tgt = sample("gaussian", 40, seed=0), sample("gaussian", 40, seed=1, mean=3.0)
     gen = sample("gaussian", 25, seed=9)
-    with_gen = GPAFlow(src, tgt, FlowConfig(steps=20), generated=gen)
-    without = GPAFlow(src, tgt, FlowConfig(steps=20))
+    with_gen = GPAFlow(src, tgt, FlowConfig(steps=20, engine=engine), generated=gen)
+    without = GPAFlow(src, tgt, FlowConfig(steps=20, engine=engine))
     with_gen.run()
     without.run()
     assert np.allclose(with_gen.particles(), without.particles(), atol=1e-5)  # training unaffected

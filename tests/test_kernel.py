@@ -1,0 +1,229 @@
+"""The compiled path (gpa_core/kernel.py) against the eager one, piece by piece and whole steps.
+
+Whole runs cannot agree bit for bit: Adam divides each gradient by its own running size, so a
+parameter whose gradient is rounding noise moves by ±lr either way. Pieces are compared on the
+same inputs; whole steps with a learning rate small enough that this noise stays below tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gpa_core import FlowConfig, GPAFlow, kernel
+from gpa_core.config import ConfigError
+from gpa_core.datasets import sample
+from gpa_core.discriminator import BatchedAdam, BatchedMLP
+from gpa_core.divergences import ObjectiveKind, objective, output_activation
+
+pytestmark = pytest.mark.skipif(not kernel.ready(), reason=f"kernel not compiled: {kernel.compile_error()}")
+
+KINDS = [
+    ObjectiveKind("kl", "lt"),
+    ObjectiveKind("kl", "dv", True),
+    ObjectiveKind("kl", "dv", False),
+    ObjectiveKind("alpha"),
+    ObjectiveKind("reverse_kl"),
+    ObjectiveKind("js"),
+]
+
+
+def _net(activation: str, seed: int = 0) -> BatchedMLP:
+    return BatchedMLP(1, 3, (7, 5), [activation, activation], [seed])
+
+
+def _layout(net: BatchedMLP) -> dict[str, np.ndarray]:
+    shapes = [(W.shape[1], W.shape[2]) for W in net.weights]
+    w_off, b_off, offset = [], [], 0
+    for o, i in shapes:
+        w_off.append(offset)
+        offset += o * i
+    for o, _ in shapes:
+        b_off.append(offset)
+        offset += o
+    return {
+        "widths": np.asarray(net.widths, dtype=np.int64),
+        "w_off": np.asarray(w_off, dtype=np.int64),
+        "b_off": np.asarray(b_off, dtype=np.int64),
+        "acts": np.asarray([kernel.ACTIVATION_CODES[a] for a in net.activations], dtype=np.int64),
+    }
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "softplus", "smooth_relu"])
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.label)
+def test_forward_objective_and_gradients_match_the_eager_path(activation: str, kind: ObjectiveKind) -> None:
+    net = _net(activation)
+    M, N = 9, 11
+    gen = torch.Generator().manual_seed(1)
+    Z = torch.randn(1, M + N, 3, generator=gen)
+    alpha = torch.tensor([3.0])
+    with torch.no_grad():
+        net.nu.fill_(0.2)
+        cache = net.forward(Z)
+        ev = objective(kind, cache.phi[:, :M], cache.phi[:, M:], net.nu, alpha)
+        net.backward(cache, torch.cat([-ev.d_v_p, -ev.d_v_q], dim=1))
+        eager_grad = net.grad[0, :-1].numpy().copy()
+        phi, grad_x = net.gradient(Z)
+        _, slope = output_activation(kind.f, phi)
+        if slope is not None:
+            grad_x = grad_x * slope.unsqueeze(-1)
+    lay = _layout(net)
+    theta = net.flat[0].numpy().copy()
+    z = Z[0].numpy().copy()
+    ws = kernel._workspace(lay["widths"], M + N)
+    V, pres, posts = kernel._forward(theta, lay["widths"], lay["w_off"], lay["b_off"], lay["acts"], z, ws)
+    np.testing.assert_allclose(V, cache.phi[0].numpy(), rtol=1e-5, atol=1e-6)
+    code = kernel.objective_code(kind.f, kind.kl_form, kind.logsumexp)
+    dV = np.empty(M + N, dtype=np.float32)
+    value, d_nu, gauge = kernel._objective(code, 3.0, np.float32(0.2), V, 0, M, M, N, dV)
+    assert value == pytest.approx(float(ev.value[0]), rel=1e-5, abs=1e-6)
+    assert d_nu == pytest.approx(float(ev.d_nu[0]), rel=1e-4, abs=1e-6)
+    assert gauge == pytest.approx(float(ev.max_exp_arg[0]), rel=1e-5, abs=1e-6)
+    grad = np.zeros_like(theta)
+    kernel._backward(theta, grad, lay["widths"], lay["w_off"], lay["b_off"], lay["acts"], pres, posts, dV,
+                     M + N, True, False, ws)  # fmt: skip
+    np.testing.assert_allclose(grad[:-1], eager_grad, rtol=1e-4, atol=1e-6)
+    field = kernel._field(code, theta, grad, lay["widths"], lay["w_off"], lay["b_off"], lay["acts"], V, pres,
+                          posts, M + N, dV, ws)  # fmt: skip
+    np.testing.assert_allclose(field, grad_x[0].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_adam_matches_torchs_fused_adam() -> None:
+    rng = np.random.default_rng(0)
+    theta = torch.tensor(rng.standard_normal((1, 40)), dtype=torch.float32)
+    ref = theta.clone()
+    opt = BatchedAdam(ref, torch.tensor([3e-3]))
+    mine, m, v, t = (
+        theta[0].numpy().copy(),
+        np.zeros((1, 40), np.float32),
+        np.zeros((1, 40), np.float32),
+        np.zeros(1, np.float32),
+    )
+    for _ in range(25):
+        g = torch.tensor(rng.standard_normal((1, 40)), dtype=torch.float32)
+        opt.step(g)
+        kernel._adam(mine, g[0].numpy(), m, v, 0, t, 3e-3, 0.9, 0.999, 1e-8)
+    np.testing.assert_allclose(mine, ref[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert t[0] == 25
+
+
+@pytest.mark.parametrize("mode", ["spectral", "frobenius"])
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_projection_matches_the_eager_path(mode: str, iterations: int) -> None:
+    net = _net("relu", seed=4)
+    lay = _layout(net)
+    theta = net.flat[0].numpy().copy()
+    pvec = net.power_flat[0].numpy().copy()
+    v_off = np.asarray(net.vector_offsets[:-1], dtype=np.int64)
+    L = 2.5
+    scale = np.float32(L ** (1 / net.depth))
+    kernel._project(
+        theta, lay["widths"], lay["w_off"], pvec, v_off, kernel.LIPSCHITZ_CODES[mode], scale, iterations
+    )
+    net.project(
+        torch.tensor([scale]),
+        torch.tensor([mode == "spectral"]),
+        torch.tensor([mode == "frobenius"]),
+        iterations,
+    )
+    np.testing.assert_allclose(theta, net.flat[0].numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(pvec, net.power_flat[0].numpy(), rtol=1e-4, atol=1e-6)
+
+
+CASES = {
+    "kl-euler": {},
+    "kl-heun-generated": {"solver": "heun"},
+    "alpha-softplus": {"f": "alpha", "alpha": 3.0, "activation": "softplus"},
+    "reverse_kl-leaky": {"f": "reverse_kl", "activation": "leaky_relu"},
+    "js-smooth": {"f": "js", "activation": "smooth_relu"},
+    "dv-naive-frobenius-reset": {
+        "kl_form": "dv",
+        "logsumexp": False,
+        "lipschitz": "frobenius",
+        "optimizer_state": "reset",
+        "init": "he_normal",
+    },
+    "unregularized": {"L": math.inf},
+    "power-3-record-2": {"power_iterations": 3, "record_every": 2, "hidden": (16, 8)},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_whole_steps_match_the_eager_path(case: str) -> None:
+    """A batch of three members with their own L, Δt and seeds, four steps, both paths."""
+    src = sample("gaussian", 40, seed=0, std=0.5)
+    tgt = sample("mixture", 50, seed=1, std=0.5)
+    gen = sample("gaussian", 7, seed=5) if "generated" in case else None
+    out = {}
+    for engine in ("eager", "compiled"):
+        base = FlowConfig(steps=4, lr=1e-6, engine=engine, **CASES[case])
+        L = base.L
+        cfgs = [base.replace(seed=s, L=L * f if math.isfinite(L) else L, dt=dt)
+                for s, f, dt in ((0, 1.0, 0.5), (1, 3.0, 0.2), (2, 0.5, 1.0))]  # fmt: skip
+        flow = GPAFlow(src, tgt, cfgs, generated=gen)
+        assert flow.engine == engine
+        flow.run()
+        out[engine] = flow
+    eager, comp = out["eager"], out["compiled"]
+    np.testing.assert_allclose(comp.particles(), eager.particles(), rtol=1e-4, atol=1e-5)
+    if gen is not None:
+        np.testing.assert_allclose(comp.generated(), eager.generated(), rtol=1e-4, atol=1e-5)
+    assert np.array_equal(comp.history.step, eager.history.step)
+    for name in comp.history.FIELDS:
+        np.testing.assert_allclose(
+            getattr(comp.history, name), getattr(eager.history, name), rtol=2e-3, atol=2e-5, err_msg=name
+        )
+    np.testing.assert_allclose(comp.t.numpy(), eager.t.numpy())
+
+
+def test_a_batch_member_runs_exactly_as_it_does_alone() -> None:
+    src = sample("gaussian", 30, seed=0, std=0.5)
+    tgt = sample("mixture", 30, seed=1, std=0.5)
+    cfgs = [
+        FlowConfig(steps=12, L=L, dt=dt, f=f, seed=s, solver=solver, engine="compiled")
+        for s, (L, dt, f, solver) in enumerate(
+            [
+                (1.0, 0.5, "kl", "euler"),
+                (10.0, 0.1, "alpha", "heun"),
+                (0.3, 1.0, "js", "euler"),
+                (2.0, 0.2, "kl", "heun"),
+            ]
+        )
+    ]
+    batch = GPAFlow(src, tgt, cfgs)
+    batch.run()
+    for k, cfg in enumerate(cfgs):
+        alone = GPAFlow(src, tgt, cfg)
+        alone.run()
+        assert np.array_equal(alone.particles()[0], batch.particles()[k])
+        assert np.array_equal(alone.history.kinetic_energy[:, 0], batch.history.kinetic_energy[:, k])
+
+
+def test_select_continues_on_the_compiled_path_exactly() -> None:
+    src = sample("gaussian", 30, seed=0, std=0.5)
+    tgt = sample("mixture", 30, seed=1, std=0.5)
+    cfgs = [FlowConfig(steps=20, L=L, seed=s, engine="compiled") for s, L in enumerate((1.0, 2.0, 5.0))]
+    full = GPAFlow(src, tgt, cfgs)
+    full.step(8)
+    part = full.select([0, 2])
+    assert part.engine == "compiled"
+    full.step(8)
+    part.step(8)
+    assert np.array_equal(part.particles(), full.particles()[[0, 2]])
+
+
+def test_engine_choice_is_explained() -> None:
+    src, tgt = sample("gaussian", 10, seed=0), sample("gaussian", 10, seed=1)
+    assert GPAFlow(src, tgt, FlowConfig(engine="eager")).engine == "eager"
+    assert GPAFlow(src, tgt, FlowConfig(engine="auto")).engine == "compiled"
+    f64 = GPAFlow(src, tgt, FlowConfig(dtype="float64"))
+    assert f64.engine == "eager" and "float64" in f64.engine_reason
+    penalty = GPAFlow(src, tgt, FlowConfig(lipschitz="penalty"))
+    assert penalty.engine == "eager" and "penalty" in penalty.engine_reason
+    with pytest.raises(ConfigError, match="float64"):
+        GPAFlow(src, tgt, FlowConfig(dtype="float64", engine="compiled"))
+    with pytest.raises(ConfigError, match="engine"):
+        FlowConfig(engine="fast")
