@@ -10,6 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from gpa_core import kernel
+
 ROOT = Path(__file__).resolve().parent
 
 #: (file, title, icon, default) — add a page by adding a line.
@@ -35,6 +37,9 @@ def main() -> None:
     # a local image: a Material-symbol page icon would make the browser fetch it from Google's servers
     icon = str(ROOT / "assets" / "images" / "gpa.png")
     st.set_page_config(page_title="GPA Explorer", page_icon=icon, layout="wide")
+    # compile (first time on a machine) or load the compiled GPA kernel in the background; runs
+    # started before it is ready go eagerly, later ones use it (each run says which it used)
+    kernel.ensure_compiled(block=False)
     st.navigation(available_pages()).run()
 
 

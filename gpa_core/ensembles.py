@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .config import PER_MEMBER_FIELDS, ConfigError, FlowConfig, authors_numerics
+from .devices import cpu_threads
 from .flow import GPAFlow, History, MemberSummary
 
 __all__ = [
@@ -547,9 +548,11 @@ def _run_batch(
     shared: _Shared,
     on_member: Callable[[MemberRun], None] | None,
     cancel: threading.Event | Callable[[], bool] | None,
+    kernel_threads: int,
 ) -> list[MemberRun]:
     idx = list(members)
     flow = GPAFlow(_take(source, idx), _take(target, idx), [configs[i] for i in idx])
+    flow.kernel_threads = kernel_threads
     parts: dict[int, list[dict[str, np.ndarray]]] = {i: [] for i in idx}
     credited = dict.fromkeys(idx, 0)  # member-steps already counted as progress
     finished: list[MemberRun] = []
@@ -661,7 +664,7 @@ def run_members(
             try:
                 for run in _run_batch(
                     batch, configs, source, target, compact=compact, chunk=chunk, shared=shared,
-                    on_member=on_member, cancel=cancel,
+                    on_member=on_member, cancel=cancel, kernel_threads=kernel_threads,
                 ):  # fmt: skip
                     runs[run.index] = run
             except BaseException as exc:
@@ -670,6 +673,8 @@ def run_members(
                 return
 
     n_threads = max(1, min(workers, len(queue)))
+    # the compiled path splits a batch's members over threads too: share the cores, never oversubscribe
+    kernel_threads = max(1, cpu_threads() // n_threads)
     if n_threads == 1:
         worker()
     else:

@@ -14,7 +14,6 @@ physical time is recorded and its last finite particles are kept. Members never 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from torch import Tensor
 
 from . import kernel
 from .config import ConfigError, FlowConfig, check_batch
-from .devices import resolve_device
+from .devices import cpu_threads, resolve_device
 from .discriminator import WARM_UP_ITERATIONS, BatchedAdam, BatchedMLP
 from .divergences import ObjectiveEval, ObjectiveKind, objective, optimal_nu, output_activation
 from .solvers import advance
@@ -53,6 +52,8 @@ LIVE_FIELDS: frozenset[str] = frozenset(
 )
 
 RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count as a runaway
+#: rows × widest layer from which one member's products are worth splitting between BLAS threads
+BLAS_SHARE_THRESHOLD = 64 * 1024
 #: How long a first "auto" flow in a process waits for the compiled kernels (a warm disk cache
 #: loads in about a second); past it the run goes eagerly while the compile goes on.
 AUTO_COMPILE_WAIT_S = 2.0
@@ -177,6 +178,9 @@ class GPAFlow:
         )
         self.runaway_radius = RUNAWAY_FACTOR * extent
         self.history = History()
+        #: threads for the compiled path's member groups (a caller running several flows at once,
+        #: such as an ensemble's workers, lowers it so that threads never outnumber cores)
+        self.kernel_threads = cpu_threads()
         self._pending: list[tuple[int, dict[str, Tensor]]] = []
         self._latest: dict[str, np.ndarray] = {}
         if self.engine == "compiled":
@@ -515,9 +519,11 @@ class GPAFlow:
                 )
             )  # fmt: skip
 
-        groups = [
-            g for g in np.array_split(np.arange(K, dtype=np.int64), min(K, _kernel_threads())) if g.size
-        ]
+        n_groups = min(K, max(1, self.kernel_threads))
+        groups = [g for g in np.array_split(np.arange(K, dtype=np.int64), n_groups) if g.size]
+        # one large member alone shares its matrix products between the cores; otherwise members do
+        big = len(groups) == 1 and (self.M + self.N) * max(self.net.widths) >= BLAS_SHARE_THRESHOLD
+        kernel.set_blas_threads(max(1, self.kernel_threads) if big else 1)
         if len(groups) == 1:
             taken = run(groups[0])
         else:
@@ -604,6 +610,7 @@ class GPAFlow:
         new.diverged_time = self.diverged_time[idx].clone()
         new.reasons = [self.reasons[k] for k in keep]
         new.runaway_radius = self.runaway_radius[idx].clone()
+        new.kernel_threads = self.kernel_threads
         return new
 
     def fit_discriminator(self, iterations: int) -> np.ndarray:
@@ -676,17 +683,6 @@ class GPAFlow:
                 )
             )
         return out
-
-
-def _kernel_threads() -> int:
-    """Threads for the compiled path's member groups: GPA_THREADS, else the CPUs available."""
-    env = os.environ.get("GPA_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _last_finite(values: np.ndarray | None) -> float:

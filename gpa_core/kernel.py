@@ -21,6 +21,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -718,6 +719,8 @@ class _CompileState:
     ready: bool = False
     error: str | None = None
     seconds: float | None = None
+    blas: Any = None  # threadpoolctl's controller of the BLAS that compiled code calls
+    blas_threads: int = 0
 
 
 _STATE = _CompileState(threading.Lock())
@@ -742,10 +745,37 @@ def compile_seconds() -> float | None:
     return _STATE.seconds
 
 
+def _find_blas() -> None:
+    """Find the BLAS that compiled code calls (SciPy's OpenBLAS, via ``threadpoolctl``) and run it on
+    one thread: the kernel multiplies small matrices from its own threads, one per member group, and
+    BLAS threads of its own would only add synchronisation and oversubscribe the cores. NumPy's and
+    Torch's libraries are untouched. Without ``threadpoolctl`` the BLAS keeps its default."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.internal_api == "openblas" and "scipy" in str(lib.filepath).rsplit("/", 2)[-2]:
+            _STATE.blas = lib
+            _STATE.blas_threads = 0
+            set_blas_threads(1)
+            return
+
+
+def set_blas_threads(threads: int) -> None:
+    """Threads for the kernel's matrix products: 1 while members run on threads of their own; more
+    for one large member alone (M = N = 4096), whose products are big enough to share."""
+    lib = _STATE.blas
+    if lib is not None and threads != _STATE.blas_threads:
+        lib.set_num_threads(threads)
+        _STATE.blas_threads = threads
+
+
 def _compile() -> None:
     start = time.perf_counter()
     try:
         _smoke_run()
+        _find_blas()
         _STATE.ready = True
     except Exception as exc:  # any compile failure means: stay eager, and say why
         _STATE.error = f"{type(exc).__name__}: {exc}"

@@ -407,7 +407,7 @@ def _status_line(snap: Any) -> str:
     t = float(snap.t[0])
     return (
         f"**step n = {snap.n}** · t = {t:.4g} of T = {snap.configs[0].horizon:g} · {state} · "
-        f"{snap.steps_per_second:.1f} steps/s · {snap.device}"
+        f"{snap.steps_per_second:.1f} steps/s · {snap.device} · {snap.engine.split(' (')[0]} path"
     )
 
 
