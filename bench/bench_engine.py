@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from gpa_core import FlowConfig, GPAFlow, kernel
-from gpa_core import flow as flow_module
 from gpa_core.datasets import sample
 from gpa_core.devices import describe_device
 
@@ -114,7 +113,7 @@ def run_engine(args: argparse.Namespace, engine: str) -> None:
     small = make_flow(200, 200, 1, args.device, engine)
     common: dict[str, object] = {"path": small.engine, "threads": args.threads}
     if small.engine == "compiled":
-        common["threads"] = f"1 per member group, {flow_module._kernel_threads()} groups at most"
+        common["threads"] = f"member groups on up to {small.kernel_threads} threads"
     dev = describe_device(small.device)
     common["device"] = dev
     t1 = time_steps(small, 10 if args.quick else 40, reps)

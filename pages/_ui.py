@@ -73,7 +73,6 @@ def session_runners() -> RunnerSlots:
     return RunnerSlots()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
 def cancel_job(holder: dict[str, Any]) -> None:
     """Cancel the background job a page keeps in its session holder, if any."""
     job = holder.get("job")
@@ -99,6 +98,7 @@ def open_in_playground(params: dict[str, str]) -> None:
         st.info(f"The playground page is not available here; its query parameters: `{query}`")
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
 def sample_points(name: str, params_json: str, n: int, seed: int, dim: int) -> np.ndarray:
     """A seeded sample of a dataset (cached: the same settings give the same array)."""
     return sample(name, n, seed=seed, dim=dim, **json.loads(params_json))

@@ -3,6 +3,7 @@ as batched ensembles in a background job. Lines of constant LΔt show the CFL-ty
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -36,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "stab_dt_hi": 1.0,
     "stab_ndt": 8,
     "stab_T": 100.0,
+    "stab_L_inf": False,
+    "stab_click_opens": True,
     "stab_f": "kl",
     "stab_alpha": 2.0,
     "stab_solver": "euler",
@@ -68,6 +71,17 @@ def _settings() -> dict[str, Any]:
     g5.number_input("Δt to", min_value=1e-5, max_value=1e3, format="%.3g", key="stab_dt_hi")
     g6.number_input("# Δt", min_value=1, max_value=E.MAX_AXIS, key="stab_ndt")
     g7.number_input("horizon T", min_value=0.01, max_value=1e6, key="stab_T")
+    h1, h2 = st.columns(2)
+    h1.checkbox(
+        "add a row L = ∞ (no Lipschitz regularization; then at most 7 finite L)",
+        key="stab_L_inf",
+        help="The unregularized flow of §6 beside the regularized ones: it is where Δt must be smallest.",
+    )
+    h2.checkbox(
+        "clicking a cell opens its run in the playground",
+        key="stab_click_opens",
+        help="Off: a click only selects the cell, whose details show below the map.",
+    )
     with st.expander("Run settings, outcome test and schedule"):
         r1, r2, r3, r4 = st.columns(4)
         r1.selectbox("f", ["kl", "alpha", "reverse_kl", "js"], key="stab_f")
@@ -116,6 +130,15 @@ def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCrit
     )
     if ss["stab_numerics"] == "authors":
         base = authors_numerics(base)
+    Ls = None
+    if ss["stab_L_inf"]:
+        n_L = int(ss["stab_nL"])
+        if n_L >= E.MAX_AXIS:
+            raise ValueError(
+                f"with the L = ∞ row a map has at most {E.MAX_AXIS - 1} finite L values; set # L to "
+                f"{E.MAX_AXIS - 1} or fewer"
+            )
+        Ls = (*E.log_spaced(float(ss["stab_L_lo"]), float(ss["stab_L_hi"]), n_L, name="L"), math.inf)
     grid = E.stability_grid(
         base,
         T=float(ss["stab_T"]),
@@ -123,6 +146,7 @@ def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCrit
         dt_range=(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"])),
         n_L=int(ss["stab_nL"]),
         n_dt=int(ss["stab_ndt"]),
+        Ls=Ls,
     )
     source, target = E.sample_pair(
         ss["stab_source"],
@@ -256,8 +280,10 @@ def _live_view() -> None:
     )
     picked = _picked_cell(event)
     if picked is not None and picked != holder.get("last_pick"):
-        holder["last_pick"] = picked  # a new click: show that cell below
+        holder["last_pick"] = picked  # a new click: show that cell below (and open it, if asked)
         st.session_state["stab_cell_choice"] = picked
+        if st.session_state.get("stab_click_opens", True) and result.cells[picked] is not None:
+            holder["open_pick"] = picked
         st.rerun()
     if job.done and holder.get("live"):
         holder["live"] = False
@@ -309,6 +335,9 @@ def main() -> None:
     result: E.StabilityResult | None = holder.get("result")
     if result is None:
         return
+    pick = holder.pop("open_pick", None)
+    if pick is not None:  # a click on a finished cell, with "clicking a cell opens…" on
+        _open_in_playground(result, int(pick), holder["data"])
     labels = {c.index: f"{c.index}: {c.label}" for c in result.grid.cells}
     if st.session_state.get("stab_cell_choice") not in labels:
         st.session_state["stab_cell_choice"] = 0

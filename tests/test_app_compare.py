@@ -126,6 +126,35 @@ def test_stability_page_tiny_grid() -> None:
     assert any("outcome: **" in m.value for m in at.markdown)
 
 
+def test_stability_page_adds_an_unregularized_row() -> None:
+    at = AppTest.from_file(str(PAGES / "stability.py"), default_timeout=60)
+    at.run()
+    at.checkbox(key="stab_L_inf").check()
+    at.run()
+    at.button(key="stab_start").click()
+    at.run()
+    errors = [e.value for e in at.error]
+    assert errors and "at most 7 finite L" in errors[-1]  # 8 finite L values + ∞ is one row too many
+    for key, value in [("stab_M", 20), ("stab_N", 20), ("stab_nL", 1), ("stab_ndt", 1), ("stab_T", 0.5)]:
+        at.number_input(key=key).set_value(value)
+    at.text_input(key="stab_hidden").set_value("8,8")
+    at.run()
+    at.button(key="stab_start").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    _poll(at, lambda a: _progress_text(a).startswith("done"))
+    cells = at.selectbox(key="stab_cell_choice").options
+    assert len(cells) == 2 and "L = ∞" in cells[1], cells
+    # a second map in the same session replaces the first (its job is cancelled, nothing crashes)
+    at.checkbox(key="stab_L_inf").uncheck()
+    at.run()
+    at.button(key="stab_start").click()
+    at.run()
+    assert not at.exception and not at.error
+    _poll(at, lambda a: _progress_text(a).startswith("done"))
+    assert len(at.selectbox(key="stab_cell_choice").options) == 1
+
+
 def test_stability_page_rejects_bad_grid() -> None:
     at = AppTest.from_file(str(PAGES / "stability.py"), default_timeout=60)
     at.run()
