@@ -200,8 +200,27 @@ def transport_per_label(
     return result
 
 
+def combat_baseline(
+    Xs: np.ndarray, ls: np.ndarray, Xt: np.ndarray, lt: np.ndarray, *, labelled: bool = True
+) -> np.ndarray:
+    """The source study after ComBat with the target as the reference batch (the target stays as it
+    is) and, when the studies are labelled, the label as a covariate to keep."""
+    from .combat import CombatError, combat
+
+    ns = Xs.shape[0]
+    batch = np.array(["source"] * ns + ["target"] * Xt.shape[0])
+    covariates = (
+        np.concatenate([ls, lt]) if labelled and np.unique(np.concatenate([ls, lt])).size > 1 else None
+    )
+    try:
+        out = combat(np.vstack([Xs, Xt]), batch, covariates, reference="target")
+    except CombatError as exc:
+        raise LatentError(f"ComBat: {exc}") from None
+    return out[:ns].astype(Xs.dtype, copy=False)
+
+
 # ------------------------------------------------------------------------------------------ integrate
-Method = Literal["gpa", "mean_std", "none"]
+Method = Literal["gpa", "mean_std", "combat", "none"]
 
 
 @dataclass
@@ -272,6 +291,8 @@ def integrate(
 
     - "gpa": per-label GPA flows in the latent space (needs ``config``, a FlowConfig), then decode.
     - "mean_std": the paper's baseline in gene space, then encode for the latent scores.
+    - "combat": ComBat (``gpa_core.combat``) in gene space with the target study as the reference
+      batch and the label as a covariate (kept), then encode.
     - "none": nothing moves (the raw concatenation).
 
     Scores, each before and after: per label present in both studies, W₂² (exact) and optionally
@@ -280,8 +301,8 @@ def integrate(
     over all samples in latent space, silhouette by study (lower = better mixed), silhouette by
     label (biology kept) and k-NN mixing (1 = perfectly mixed). Labels None = one group "all".
     """
-    if method not in ("gpa", "mean_std", "none"):
-        raise LatentError(f"method must be 'gpa', 'mean_std' or 'none', got {method!r}.")
+    if method not in ("gpa", "mean_std", "combat", "none"):
+        raise LatentError(f"method must be 'gpa', 'mean_std', 'combat' or 'none', got {method!r}.")
     if source.n_genes != target.n_genes or not np.array_equal(source.gene_ids, target.gene_ids):
         raise GeneDataError(
             "the two studies are not on the same genes in the same order; "
@@ -307,6 +328,9 @@ def integrate(
         X_after = enc.decode(Z_after)
     elif method == "none":
         Z_after, X_after = Zs.copy(), Xs
+    elif method == "combat":
+        X_after = combat_baseline(Xs, ls, Xt, lt, labelled=source.labels is not None)
+        Z_after = enc.encode(X_after)
     else:
         X_after = mean_std_baseline(Xs, ls, Xt, lt)
         Z_after = enc.encode(X_after)

@@ -145,7 +145,7 @@ def integration_job(
     Publishes ``{"histories": {label: history dict}, "label": current label}`` while GPA runs."""
     n_labels = len(set((source.labels if source.labels is not None else np.array(["all"])).tolist()))
     gpa_units = steps * n_labels if "gpa" in methods else 0
-    total = float(gpa_units + 1 + (4 if do_umap else 0))
+    total = float(gpa_units + 2 + (1 + len(methods) + 1 if do_umap else 0))
 
     def work(ctl: E.JobControl) -> dict[str, Any]:
         out: dict[str, Any] = {"results": {}, "views": {}, "umap_seconds": None}
@@ -154,6 +154,13 @@ def integration_job(
             ctl.report(done, total, "mean/std baseline …")
             out["results"]["mean_std"] = integrate(
                 source, target, method="mean_std", encoder=encoder, sinkhorn=sinkhorn
+            )
+        ctl.check()
+        done += 1
+        if "combat" in methods:
+            ctl.report(done, total, "ComBat (target as reference, label as covariate) …")
+            out["results"]["combat"] = integrate(
+                source, target, method="combat", encoder=encoder, sinkhorn=sinkhorn
             )
         ctl.check()
         done += 1
@@ -212,7 +219,12 @@ def integration_job(
     return work
 
 
-VIEW_TITLES = {"given": "the studies as given", "mean_std": "mean/std baseline", "gpa": "GPA"}
+VIEW_TITLES = {
+    "given": "the studies as given",
+    "mean_std": "mean/std baseline",
+    "combat": "ComBat (target as reference)",
+    "gpa": "GPA",
+}
 
 
 # ------------------------------------------------------------------------------------------ tables

@@ -172,8 +172,10 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
         hidden = g7.text_input("hidden widths", "32,32,32", key="lat_hidden")
     m1, m2, m3 = st.columns([3, 2, 2])
     methods = m1.multiselect(
-        "methods", ["mean_std", "gpa"], default=["mean_std", "gpa"], key="lat_methods",
+        "methods", ["mean_std", "combat", "gpa"], default=["mean_std", "gpa"], key="lat_methods",
         format_func=U.VIEW_TITLES.get,
+        help="ComBat: parametric empirical Bayes (Johnson et al. 2007) in gene space, the target study "
+        "as the reference batch and the label as a covariate.",
     )  # fmt: skip
     do_umap = m2.checkbox(
         "UMAP views (seeded, random_state 100)", value=bool(d["umap"]), key="lat_umap",
@@ -196,7 +198,7 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
         return None
     return {
         "encoder": enc,
-        "methods": tuple(m for m in ("mean_std", "gpa") if m in methods),
+        "methods": tuple(m for m in ("mean_std", "combat", "gpa") if m in methods),
         "config": config,
         "steps": int(steps),
         "umap": bool(do_umap),

@@ -54,26 +54,29 @@ def test_small_integration_end_to_end() -> None:
     at = _app()
     at.number_input(key="lat_d").set_value(5)
     at.run()
+    at.multiselect(key="lat_methods").set_value(["mean_std", "combat", "gpa"])
+    at.run()
     at.button(key="lat_run").click()
     at.run()
     assert not at.exception, at.exception
     _poll(at, _has_scores)
     table = at.dataframe[0].value
-    assert set(table["method"]) == {"mean/std baseline", "GPA"}
+    assert set(table["method"]) == {"mean/std baseline", "ComBat (target as reference)", "GPA"}
     w2 = table[table["metric"] == "W2²"]
     assert set(w2["label"]) == {"ER+", "ER-"}
     assert set(w2["space"]) == {"latent", "genes"}
     assert (w2["before"] > 0).all() and w2["after"].notna().all()
     # the baseline matches each label's mean and std per gene: the gene-space distance must shrink
-    base = w2[(w2["method"] == "mean/std baseline") & (w2["space"] == "genes")]
-    assert (base["after"] < base["before"]).all()
+    for baseline in ("mean/std baseline", "ComBat (target as reference)"):
+        base = w2[(w2["method"] == baseline) & (w2["space"] == "genes")]
+        assert (base["after"] < base["before"]).all()
     assert {"silhouette by study", "k-NN mixing", "silhouette by label"} <= set(table["metric"])
     assert any("GPA per label:" in c.value and "10 steps, all steps done" in c.value for c in at.caption)
     keys = {b.key for b in at.download_button} if hasattr(at, "download_button") else set()
     assert {"lat_dl_matrix", "lat_dl_latent", "lat_dl_scores"} <= keys
     assert at.radio(key="lat_view").options == ["PCA of the latent data"]  # UMAP off in the test
-    # 2 encoder charts + final KE/divergence + 3 views × (by study, by label)
-    assert len(at.get("plotly_chart")) == 2 + 2 + 6
+    # 2 encoder charts + final KE/divergence + 4 views × (by study, by label)
+    assert len(at.get("plotly_chart")) == 2 + 2 + 8
 
 
 def test_bad_uploads_show_errors_and_page_keeps_working() -> None:

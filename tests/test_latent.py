@@ -351,7 +351,7 @@ def test_integrate_none_changes_nothing_and_checks_inputs(studies, encoder):
     with pytest.raises(LatentError, match="FlowConfig"):
         integrate(s, t, method="gpa", encoder=encoder)
     with pytest.raises(LatentError, match="method"):
-        integrate(s, t, method="combat", encoder=encoder)  # type: ignore[arg-type]
+        integrate(s, t, method="harmony", encoder=encoder)  # type: ignore[arg-type]
 
 
 def test_integrate_with_gpa_moves_each_label_towards_its_target(studies):
@@ -369,3 +369,16 @@ def test_integrate_with_gpa_moves_each_label_towards_its_target(studies):
         before, after = _score(res, "latent", lab, "W2²")
         assert after < before
     assert res.source_integrated.shape == s.expression.shape
+
+
+def test_integrate_combat_baseline_keeps_the_target_and_brings_studies_together(studies, encoder):
+    s, t = studies.studies
+    res = integrate(s, t, method="combat", encoder=encoder)
+    for lab in ("ER+", "ER-"):
+        before, after = _score(res, "genes", lab, "W2²")
+        assert after < 0.5 * before
+    lab_before, lab_after = _score(res, "latent", "all", "silhouette by label")
+    assert lab_after >= 0.8 * lab_before
+    mix_before, mix_after = _score(res, "latent", "all", "k-NN mixing")
+    assert mix_after > 0.5 > mix_before
+    np.testing.assert_array_equal(res.Z_target, encoder.encode(t.expression) * encoder.latent_scale)
