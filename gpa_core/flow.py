@@ -52,8 +52,6 @@ LIVE_FIELDS: frozenset[str] = frozenset(
 )
 
 RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count as a runaway
-#: rows × widest layer from which one member's products are worth splitting between BLAS threads
-BLAS_SHARE_THRESHOLD = 64 * 1024
 #: How long a first "auto" flow in a process waits for the compiled kernels (a warm disk cache
 #: loads in about a second); past it the run goes eagerly while the compile goes on.
 AUTO_COMPILE_WAIT_S = 2.0
@@ -521,9 +519,6 @@ class GPAFlow:
 
         n_groups = min(K, max(1, self.kernel_threads))
         groups = [g for g in np.array_split(np.arange(K, dtype=np.int64), n_groups) if g.size]
-        # one large member alone shares its matrix products between the cores; otherwise members do
-        big = len(groups) == 1 and (self.M + self.N) * max(self.net.widths) >= BLAS_SHARE_THRESHOLD
-        kernel.set_blas_threads(max(1, self.kernel_threads) if big else 1)
         if len(groups) == 1:
             taken = run(groups[0])
         else:

@@ -21,7 +21,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -44,6 +43,7 @@ REC_TIME, REC_KINETIC, REC_DIVERGENCE, REC_SPEED, REC_BOUND, REC_GAUGE = range(6
 ACTIVATION_CODES = {"relu": RELU, "leaky_relu": LEAKY_RELU, "softplus": SOFTPLUS, "smooth_relu": SMOOTH_RELU}
 LIPSCHITZ_CODES = {"none": LIP_NONE, "spectral": LIP_SPECTRAL, "frobenius": LIP_FROBENIUS}
 
+SMALL_INPUT = 8  # layers with at most this many inputs multiply in a loop rather than in BLAS
 _FLAGS = {"reassoc", "contract"}  # vectorised sums and FMA; never 'nnan'/'ninf': ∞ is an outcome
 
 
@@ -118,19 +118,32 @@ if numba is not None:
             z = pre_buf[off : off + n * o].reshape((n, o))
             a = post_buf[off : off + n * o].reshape((n, o))
             off += n * o
-            np.dot(h, W.T, z)
+            if i <= SMALL_INPUT:  # a few input columns (2-D data): one pass beats a BLAS call
+                WT = np.ascontiguousarray(W.T)
+                for r in range(n):
+                    for j in range(o):
+                        z[r, j] = 0.0
+                    for c in range(i):
+                        x = h[r, c]
+                        for j in range(o):
+                            z[r, j] += x * WT[c, j]
+            else:
+                np.dot(h, W.T, z)
             code = acts[layer]
-            for r in range(n):
-                zr = z[r]
-                ar = a[r]
-                for j in range(o):
-                    zr[j] += b[j]
-                if code == RELU:
+            # 2-D indexing and selects rather than row views and conditional stores: these loops
+            # vectorize (row views and `if …: x = 0` were 30× slower at M = N = 4096)
+            if code == RELU:
+                for r in range(n):
                     for j in range(o):
-                        ar[j] = zr[j] if zr[j] > 0 else _f32(0.0)
-                else:
+                        v = z[r, j] + b[j]
+                        z[r, j] = v
+                        a[r, j] = v if v > 0 else _f32(0.0)
+            else:
+                for r in range(n):
                     for j in range(o):
-                        ar[j] = _act(code, zr[j])
+                        v = z[r, j] + b[j]
+                        z[r, j] = v
+                        a[r, j] = _act(code, v)
             pres.append(z)
             posts.append(a)
             h = a
@@ -172,44 +185,63 @@ if numba is not None:
         code = acts[last - 1]
         z = pres[last - 1]
         g = g_buf[: n * i].reshape((n, i))
-        for r in range(n):
-            gr = g[r]
-            zr = z[r]
-            for c in range(i):
-                gr[c] = dv[r] * w[c] * _act_prime(code, zr[c])
+        if code == RELU:
+            for r in range(n):
+                for c in range(i):
+                    g[r, c] = dv[r] * w[c] if z[r, c] > 0 else _f32(0.0)
+        else:
+            for r in range(n):
+                for c in range(i):
+                    g[r, c] = dv[r] * w[c] * _act_prime(code, z[r, c])
         for layer in range(D - 2, -1, -1):
             i = widths[layer]
             o = widths[layer + 1]
             W = theta[w_off[layer] : w_off[layer] + o * i].reshape((o, i))
             if weights:
-                dW = np.dot(g.T, posts[layer][:n])
+                h = posts[layer]
+                if i <= SMALL_INPUT:
+                    dWT = np.zeros((i, o), dtype=np.float32)
+                    for r in range(n):
+                        for c in range(i):
+                            x = h[r, c]
+                            for j in range(o):
+                                dWT[c, j] += x * g[r, j]
+                    dW = np.ascontiguousarray(dWT.T)
+                else:
+                    dW = np.dot(g.T, h[:n])
                 grad[w_off[layer] : w_off[layer] + o * i] = dW.reshape(o * i)
                 db = np.zeros(o, dtype=np.float32)
                 for r in range(n):
-                    gr = g[r]
                     for j in range(o):
-                        db[j] += gr[j]
+                        db[j] += g[r, j]
                 grad[b_off[layer] : b_off[layer] + o] = db
             if layer == 0:
                 if not inputs:
                     return none
                 gin = gin_buf[: n * d].reshape((n, d))
-                np.dot(g, W, gin)
+                if i <= SMALL_INPUT:
+                    WT = np.ascontiguousarray(W.T)
+                    for r in range(n):
+                        for c in range(i):
+                            acc = _f32(0.0)
+                            for j in range(o):
+                                acc += g[r, j] * WT[c, j]
+                            gin[r, c] = acc
+                else:
+                    np.dot(g, W, gin)
                 return gin
             gn = gn_buf[: n * i].reshape((n, i))
             np.dot(g, W, gn)
             code = acts[layer - 1]
             z = pres[layer - 1]
-            for r in range(n):
-                gr = gn[r]
-                zr = z[r]
-                if code == RELU:
+            if code == RELU:
+                for r in range(n):
                     for c in range(i):
-                        if not zr[c] > 0:
-                            gr[c] = 0.0
-                else:
+                        gn[r, c] = gn[r, c] if z[r, c] > 0 else _f32(0.0)
+            else:
+                for r in range(n):
                     for c in range(i):
-                        gr[c] *= _act_prime(code, zr[c])
+                        gn[r, c] *= _act_prime(code, z[r, c])
             g_buf, gn_buf = gn_buf, g_buf
             g = gn
         return none
@@ -719,8 +751,6 @@ class _CompileState:
     ready: bool = False
     error: str | None = None
     seconds: float | None = None
-    blas: Any = None  # threadpoolctl's controller of the BLAS that compiled code calls
-    blas_threads: int = 0
 
 
 _STATE = _CompileState(threading.Lock())
@@ -749,26 +779,17 @@ def _find_blas() -> None:
     """Find the BLAS that compiled code calls (SciPy's OpenBLAS, via ``threadpoolctl``) and run it on
     one thread: the kernel multiplies small matrices from its own threads, one per member group, and
     BLAS threads of its own would only add synchronisation and oversubscribe the cores. NumPy's and
-    Torch's libraries are untouched. Without ``threadpoolctl`` the BLAS keeps its default."""
+    Torch's libraries are untouched. Without ``threadpoolctl`` the BLAS keeps its default. (Two BLAS
+    threads for one large member, M = N = 4096, were slower here: OpenBLAS's threads spin between
+    products and take the core from the element-wise passes.)"""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return
     for lib in ThreadpoolController().lib_controllers:
         if lib.internal_api == "openblas" and "scipy" in str(lib.filepath).rsplit("/", 2)[-2]:
-            _STATE.blas = lib
-            _STATE.blas_threads = 0
-            set_blas_threads(1)
+            lib.set_num_threads(1)
             return
-
-
-def set_blas_threads(threads: int) -> None:
-    """Threads for the kernel's matrix products: 1 while members run on threads of their own; more
-    for one large member alone (M = N = 4096), whose products are big enough to share."""
-    lib = _STATE.blas
-    if lib is not None and threads != _STATE.blas_threads:
-        lib.set_num_threads(threads)
-        _STATE.blas_threads = threads
 
 
 def _compile() -> None:
