@@ -104,11 +104,16 @@ class BatchedMLP:
         self.weight_grads: list[Tensor] = []
         self.bias_grads: list[Tensor] = []
         offset = 0
+        #: where each layer's weights (row-major o × i) and biases start in a row of ``flat``
+        self.weight_offsets: list[int] = []
+        self.bias_offsets: list[int] = []
         for o, i in shapes:
+            self.weight_offsets.append(offset)
             self.weights.append(self.flat[:, offset : offset + o * i].view(K, o, i))
             self.weight_grads.append(self.grad[:, offset : offset + o * i].view(K, o, i))
             offset += o * i
         for o, _ in shapes:
+            self.bias_offsets.append(offset)
             self.biases.append(self.flat[:, offset : offset + o])
             self.bias_grads.append(self.grad[:, offset : offset + o])
             offset += o

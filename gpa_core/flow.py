@@ -291,19 +291,11 @@ class GPAFlow:
     def _compiled_parameters(self, configs: tuple[FlowConfig, ...]) -> dict[str, Any]:
         """Per-member arrays and scalars in the form the compiled kernel takes."""
         net = self.net
-        shapes = [(W.shape[1], W.shape[2]) for W in net.weights]
-        w_off, b_off, offset = [], [], 0
-        for o, i in shapes:
-            w_off.append(offset)
-            offset += o * i
-        for o, _ in shapes:
-            b_off.append(offset)
-            offset += o
         i64 = np.int64
         return {
             "widths": np.asarray(net.widths, dtype=i64),
-            "w_off": np.asarray(w_off, dtype=i64),
-            "b_off": np.asarray(b_off, dtype=i64),
+            "w_off": np.asarray(net.weight_offsets, dtype=i64),
+            "b_off": np.asarray(net.bias_offsets, dtype=i64),
             "v_off": np.asarray(net.vector_offsets[:-1], dtype=i64),
             "acts": np.asarray([kernel.ACTIVATION_CODES[a] for a in net.activations] or [0], dtype=i64),
             "codes": np.asarray(

@@ -435,35 +435,14 @@ if numba is not None:
         return _f32(bound)
 
     @_jit
-    def _train(
-        k,
-        Z,
-        M,
-        theta,
-        grad,
-        mom,
-        vel,
-        tstep,
-        widths,
-        w_off,
-        b_off,
-        acts,
-        pvec,
-        v_off,
-        code,
-        alpha,
-        lr,
-        lip,
-        scale,
-        inner,
-        power_its,
-        beta1,
-        beta2,
-        eps,
-        dV,
-        ws,
-    ):
-        """m_max Adam steps on (W, ν) at Z = [particles; target] (Algorithm 3.1, lines 6–10)."""
+    def _train(k, Z, M, theta, grad, adam, net, pvec, member, dV, ws):
+        """m_max Adam steps on (W, ν) at Z = [particles; target] (Algorithm 3.1, lines 6–10).
+
+        ``adam`` = (m, v, steps, β₁, β₂, ε); ``net`` = (widths, w_off, b_off, v_off, activations);
+        ``member`` = (objective code, α, lr, Lipschitz mode, L^{1/D}, m_max, power iterations)."""
+        mom, vel, tstep, beta1, beta2, eps = adam
+        widths, w_off, b_off, v_off, acts = net
+        code, alpha, lr, lip, scale, inner, power_its = member
         P = theta.shape[0]
         trained_nu = code == KL_LT or code == ALPHA
         n = Z.shape[0]
@@ -593,6 +572,8 @@ if numba is not None:
         P = theta.shape[1]
         n_eval = M + Gn + N
         n_move = M + Gn
+        adam = (mom, vel, tstep, beta1, beta2, eps)
+        net = (widths, w_off, b_off, v_off, acts)
         Z = np.empty((n_eval, d), dtype=np.float32)  # [particles; generated; target]
         Zt = np.empty((M + N, d), dtype=np.float32)  # [particles; target], for training
         dV = np.empty(n_eval, dtype=np.float32)
@@ -618,6 +599,7 @@ if numba is not None:
                     continue
                 theta_k = theta[k]
                 code = codes[k]
+                member = (code, alpha[k], lr[k], lip[k], scale[k], inner, power_its)
                 if reset_adam:
                     mom[k, :] = 0.0
                     vel[k, :] = 0.0
@@ -625,34 +607,7 @@ if numba is not None:
                 # stage 0: train at Y, then (φ, ∇φ) at [Y; generated; X]
                 Zt[:M] = Y[k]
                 Zt[M:] = X[k]
-                _train(
-                    k,
-                    Zt,
-                    M,
-                    theta_k,
-                    grad,
-                    mom,
-                    vel,
-                    tstep,
-                    widths,
-                    w_off,
-                    b_off,
-                    acts,
-                    pvec[k],
-                    v_off,
-                    code,
-                    alpha[k],
-                    lr[k],
-                    lip[k],
-                    scale[k],
-                    inner,
-                    power_its,
-                    beta1,
-                    beta2,
-                    eps,
-                    dV,
-                    ws,
-                )
+                _train(k, Zt, M, theta_k, grad, adam, net, pvec[k], member, dV, ws)
                 Z[:M] = Y[k]
                 Z[M:n_move] = Gen[k]
                 Z[n_move:] = X[k]
@@ -677,34 +632,7 @@ if numba is not None:
                 if heun[k]:
                     # Remark 3.2: retrain φ at the predictor, average the two velocities
                     Zt[:M] = y_new[:M]
-                    _train(
-                        k,
-                        Zt,
-                        M,
-                        theta_k,
-                        grad,
-                        mom,
-                        vel,
-                        tstep,
-                        widths,
-                        w_off,
-                        b_off,
-                        acts,
-                        pvec[k],
-                        v_off,
-                        code,
-                        alpha[k],
-                        lr[k],
-                        lip[k],
-                        scale[k],
-                        inner,
-                        power_its,
-                        beta1,
-                        beta2,
-                        eps,
-                        dV,
-                        ws,
-                    )
+                    _train(k, Zt, M, theta_k, grad, adam, net, pvec[k], member, dV, ws)
                     V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, y_new, ws)
                     G_in = _field(
                         code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts, n_move, dV, ws

@@ -150,20 +150,15 @@ def integration_job(
     def work(ctl: E.JobControl) -> dict[str, Any]:
         out: dict[str, Any] = {"results": {}, "views": {}, "umap_seconds": None}
         done = 0.0
-        if "mean_std" in methods:
-            ctl.report(done, total, "mean/std baseline …")
-            out["results"]["mean_std"] = integrate(
-                source, target, method="mean_std", encoder=encoder, sinkhorn=sinkhorn
-            )
-        ctl.check()
-        done += 1
-        if "combat" in methods:
-            ctl.report(done, total, "ComBat (target as reference, label as covariate) …")
-            out["results"]["combat"] = integrate(
-                source, target, method="combat", encoder=encoder, sinkhorn=sinkhorn
-            )
-        ctl.check()
-        done += 1
+        baselines = {"mean_std": "mean/std baseline …", "combat": "ComBat (target as reference) …"}
+        for method, message in baselines.items():
+            if method in methods:
+                ctl.report(done, total, message)
+                out["results"][method] = integrate(
+                    source, target, method=method, encoder=encoder, sinkhorn=sinkhorn
+                )
+            ctl.check()
+            done += 1
         if "gpa" in methods:
             flows: list[Any] = []  # one flow per label, in order: the last is the running one
             histories: dict[str, dict[str, np.ndarray]] = {}

@@ -36,18 +36,10 @@ def _net(activation: str, seed: int = 0) -> BatchedMLP:
 
 
 def _layout(net: BatchedMLP) -> dict[str, np.ndarray]:
-    shapes = [(W.shape[1], W.shape[2]) for W in net.weights]
-    w_off, b_off, offset = [], [], 0
-    for o, i in shapes:
-        w_off.append(offset)
-        offset += o * i
-    for o, _ in shapes:
-        b_off.append(offset)
-        offset += o
     return {
         "widths": np.asarray(net.widths, dtype=np.int64),
-        "w_off": np.asarray(w_off, dtype=np.int64),
-        "b_off": np.asarray(b_off, dtype=np.int64),
+        "w_off": np.asarray(net.weight_offsets, dtype=np.int64),
+        "b_off": np.asarray(net.bias_offsets, dtype=np.int64),
         "acts": np.asarray([kernel.ACTIVATION_CODES[a] for a in net.activations], dtype=np.int64),
     }
 
