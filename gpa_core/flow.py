@@ -509,8 +509,14 @@ class GPAFlow:
                 )
             )  # fmt: skip
 
-        n_groups = min(K, max(1, self.kernel_threads))
-        groups = [g for g in np.array_split(np.arange(K, dtype=np.int64), n_groups) if g.size]
+        # only members with steps to go, dealt longest-first round robin: equal work per thread
+        steps_left = np.minimum(p["steps_limit"] - self.n, n)
+        active = np.flatnonzero(alive_before & (steps_left > 0))
+        if active.size == 0:
+            return 0
+        order = active[np.argsort(-steps_left[active], kind="stable")]
+        n_groups = min(active.size, max(1, self.kernel_threads))
+        groups = [np.sort(order[g::n_groups]).astype(np.int64) for g in range(n_groups)]
         if len(groups) == 1:
             taken = run(groups[0])
         else:
