@@ -52,8 +52,8 @@ LIVE_FIELDS: frozenset[str] = frozenset(
 )
 
 RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count as a runaway
-#: How long a first "auto" flow in a process waits for the compiled kernels (a warm disk cache
-#: loads in about a second); past it the run goes eagerly while the compile goes on.
+#: How long the first "auto" flow in a process waits for the compiled kernels (a warm disk cache
+#: loads in about a second); past it that run, and any started before the compile ends, go eagerly.
 AUTO_COMPILE_WAIT_S = 2.0
 
 
@@ -225,7 +225,7 @@ class GPAFlow:
             if not kernel.ensure_compiled(block=True):
                 raise ConfigError(f"engine 'compiled' failed to compile: {kernel.compile_error()}")
             return "compiled", "asked for"
-        if kernel.ensure_compiled(block=True, timeout=AUTO_COMPILE_WAIT_S):
+        if kernel.wait_briefly(AUTO_COMPILE_WAIT_S):
             return "compiled", "auto: compiled kernel ready"
         if kernel.compile_error() is not None:
             return "eager", f"auto: the kernel failed to compile ({kernel.compile_error()})"

@@ -679,6 +679,7 @@ class _CompileState:
     ready: bool = False
     error: str | None = None
     seconds: float | None = None
+    waited: bool = False  # a caller has already waited briefly for the compile in this process
 
 
 _STATE = _CompileState(threading.Lock())
@@ -749,6 +750,17 @@ def ensure_compiled(block: bool = True, timeout: float | None = None) -> bool:
     if block:
         thread.join(timeout)
     return _STATE.ready
+
+
+def wait_briefly(seconds: float) -> bool:
+    """Start the compile if needed and wait up to ``seconds`` for it — once per process: while a
+    first compile runs (30–50 s), later callers go on at once instead of each waiting again.
+    Returns whether the kernels are ready."""
+    if numba is None:
+        return False
+    first = not _STATE.waited
+    _STATE.waited = True
+    return ensure_compiled(block=first, timeout=seconds)
 
 
 def _smoke_run() -> None:

@@ -219,3 +219,11 @@ def test_engine_choice_is_explained() -> None:
         GPAFlow(src, tgt, FlowConfig(dtype="float64", engine="compiled"))
     with pytest.raises(ConfigError, match="engine"):
         FlowConfig(engine="fast")
+
+
+def test_auto_goes_eagerly_while_the_kernel_is_still_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel, "wait_briefly", lambda seconds: False)
+    flow = GPAFlow(sample("gaussian", 10, seed=0), sample("gaussian", 10, seed=1), FlowConfig(steps=3))
+    assert flow.engine == "eager" and "still compiling" in flow.engine_reason
+    flow.run()
+    assert flow.summary()[0].steps == 3
