@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from gpa_core import FlowConfig, GPAFlow
+from gpa_core import FlowConfig, GPAFlow, kernel
 from gpa_core import ensembles as E
 
 TIME_LIMIT = 180.0
@@ -130,6 +130,10 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    compiled = kernel.ensure_compiled(block=True)  # so that every run takes the same path
+    path = "compiled (Numba kernel)" if compiled and args.dtype == "float32" else "eager (Torch)"
+    print(f"path: {path}; kernel compile or cache load {time.perf_counter() - t0:.1f} s", flush=True)
     grid, source, target = setting(args.T, args.dtype)
     flops = E.member_step_flops(grid.base, 200, 200, 2)
     member_steps = grid.member_steps

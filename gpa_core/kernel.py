@@ -2,15 +2,19 @@
 
 A small GPA step (Fig. 2–3: 2-D, M = N = 200, a 3×32 network, 3 inner Adam steps) is about
 17 MFLOP spread over ~1300 tensor operations; run eagerly, per-operation overhead costs ten times
-the arithmetic. Here one call advances every member by a chunk of particle steps — inner
+the arithmetic. Here one call advances a group of members by a chunk of particle steps — inner
 training (forward, objective (3.2), hand-written backward, Adam, projection W ← L^{1/D} W/‖W‖),
-the particle update (Euler, eq. (3.2); Heun, Remark 3.2), the divergence test and the recording —
-with each layer's bias, activation and product fused into one loop over the points, so the data
-stay in cache. Members are independent, so a batch is split over threads with no synchronisation.
+the particle update (Euler, eq. (3.2); Heun, Remark 3.2), the divergence test and the recording.
+Matrix products go to BLAS (layers with a few inputs, as for 2-D data, to a loop); each layer's
+bias and activation is one vectorized pass, into buffers allocated once per call. Members are
+independent, so a batch is split over threads with no synchronisation.
 
 The arithmetic is the eager path's, in float32 (sums accumulate in float64), and overflow stays an
-outcome: e^{φ-ν-1} beyond float32's range becomes +∞ exactly as it does eagerly. Results agree
-with the eager path to float32 rounding, not bit for bit; a seeded run repeats exactly on either.
+outcome: e^{φ-ν-1} beyond float32's range becomes +∞ exactly as it does eagerly. A step agrees with
+the eager path to float32 rounding; over a run, Adam's normalisation can grow such differences to a
+learning-rate step on parameters whose gradient is rounding noise, so long runs agree in their
+statistics, not digit by digit. A seeded run repeats exactly on either path, and on this one a member
+runs bit for bit the same alone as in any batch.
 
 This module holds the kernels and the compile state only; ``GPAFlow`` decides which path runs.
 """
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:  # Numba ships with umap-learn; without it the eager path is the only one
+try:  # in requirements.txt; where it cannot be imported, the eager path is the only one
     import numba
     from numba import njit
     from numba.typed import List
