@@ -57,9 +57,19 @@ def test_run_json_and_save(tmp_path: Path) -> None:
         and result["t"] == pytest.approx(6.0)
         and result["status"] in {"running", "converged"}
     )
+    assert result["engine"] == "compiled"  # conftest compiled the kernel: this process loads its cache
     z = np.load(out)
     assert z["time"].shape == (12,) and z["kinetic_energy"].shape == (12,) and z["divergence"].shape == (12,)
     assert z["particles"].shape == (12, 50, 2) and z["target"].shape == (60, 2)
+
+
+def test_engine_can_be_chosen(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", "--source", "gaussian", "--target", "gaussian:mean=2", "--M", "20", "--N", "20"]
+    assert main([*args, "--steps", "3", "--engine", "eager", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["engine"] == "eager" and result["steps"] == 3
+    assert main([*args, "--engine", "fast"]) == 2  # argparse refuses an unknown choice
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_divergence_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
