@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,9 +106,39 @@ def main() -> None:
             ok=ok,
             error=kernel.compile_error(),
         )
+    if args.engine == "both":
+        first_motion_cold()
     engines = ["compiled", "eager"] if args.engine == "both" else [args.engine]
     for engine in engines:
         run_engine(args, engine)
+
+
+COLD_START = """
+import time, sys
+sys.path.insert(0, {root!r})
+from gpa_core import FlowConfig, GPAFlow
+from gpa_core.datasets import sample
+src, tgt = sample("gaussian", 200, seed=0, std=0.5), sample("mixture", 200, seed=1, std=0.5)
+t0 = time.perf_counter()
+flow = GPAFlow(src, tgt, FlowConfig(steps=100))
+flow.step(1)
+print(time.perf_counter() - t0, flow.engine)
+"""
+
+
+def first_motion_cold() -> None:
+    """Seconds from asking for a run to its first step in a fresh process, with Numba's cache empty
+    (the first run on a new machine: it goes eagerly while the kernel compiles) and with it warm
+    (the kernel loads, then runs): the compile must never hold the first step back > 3 s."""
+    code = COLD_START.format(root=str(Path(__file__).resolve().parent.parent))
+    with tempfile.TemporaryDirectory() as empty:
+        for cache, label in ((empty, "empty"), (None, "warm")):
+            env = dict(os.environ)
+            if cache is not None:
+                env["NUMBA_CACHE_DIR"] = cache
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            seconds, path = out.stdout.split()[-2:] if out.returncode == 0 else ("nan", "failed")
+            emit(f"first_step_seconds_{label}_kernel_cache", float(seconds), "s", 3.0, path=path)
 
 
 def run_engine(args: argparse.Namespace, engine: str) -> None:
