@@ -129,7 +129,7 @@ def _compile_kernel_first(cfg: FlowConfig) -> None:
     if cfg.engine != "auto" or not kernel.available() or kernel.ready():
         return
     if not kernel.ensure_compiled(block=True, timeout=2.0):
-        print("compiling the GPA kernel (once per machine, ~30 s) …", file=sys.stderr)
+        print("compiling the GPA kernel (once per machine, about a minute) …", file=sys.stderr)
         kernel.ensure_compiled(block=True)
 
 

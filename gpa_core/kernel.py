@@ -739,7 +739,7 @@ def _compile() -> None:
 
 def cache_is_warm() -> bool:
     """Whether Numba's disk cache holds the kernel for this source (loading it takes about a second;
-    compiling, 30–50 s). Reads Numba's cache index; any doubt counts as cold."""
+    compiling, about 50 s on two cores). Reads Numba's cache index; any doubt counts as cold."""
     if numba is None:
         return False
     try:
@@ -769,7 +769,7 @@ def ensure_compiled(block: bool = True, timeout: float | None = None) -> bool:
 
 def wait_briefly(seconds: float) -> bool:
     """Start the compile if needed and, when Numba's disk cache is warm, wait up to ``seconds`` for
-    the load — once per process. A cold cache means a 30–50 s compile: then nobody waits (the
+    the load — once per process. A cold cache means a compile of about 50 s: then nobody waits (the
     caller goes eagerly at once, so the first motion is never held back). Returns readiness."""
     if numba is None:
         return False
