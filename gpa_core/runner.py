@@ -172,7 +172,8 @@ class Snapshot:
     summary: tuple[MemberSummary, ...]
     steps_per_second: float
     device: str
-    engine: str  # "compiled (…)" or "eager (…)": which path computes the run, and why
+    engine: str  # "compiled" or "eager": which path computes the run
+    engine_reason: str  # why that path
     message: str
     error: str | None
     trails: np.ndarray | None  # (T, P, d): the last T positions of P particles of member 0
@@ -919,7 +920,8 @@ class Runner:
             summary=summary,
             steps_per_second=float(self._sps),
             device=describe_device(flow.device),
-            engine=f"{flow.engine} ({flow.engine_reason})",
+            engine=flow.engine,
+            engine_reason=flow.engine_reason,
             message=self._message,
             error=self._error,
             trails=None if trails is None else _frozen(trails),

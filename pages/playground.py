@@ -407,7 +407,7 @@ def _status_line(snap: Any) -> str:
     t = float(snap.t[0])
     return (
         f"**step n = {snap.n}** · t = {t:.4g} of T = {snap.configs[0].horizon:g} · {state} · "
-        f"{snap.steps_per_second:.1f} steps/s · {snap.device} · {snap.engine.split(' (')[0]} path"
+        f"{snap.steps_per_second:.1f} steps/s · {snap.device} · {snap.engine} path"
     )
 
 
@@ -534,6 +534,8 @@ def _config_json(runner: Runner, settings: dict[str, Any]) -> str:
             "dim": snap.d,
             "data_seed": settings.get("data_seed", 0),
             "config": snap.configs[0].to_dict(),
+            # the path this run took (set config.engine to it to repeat the run digit for digit)
+            "engine_used": snap.engine,
             "query": link,
         },
         indent=2,
