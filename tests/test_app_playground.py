@@ -69,6 +69,8 @@ def test_play_pause_step_and_reset(app: AppTest) -> None:
     _run(app)
     assert runner.snapshot().n == 1
     assert _status(app).startswith("**step n = 1**")
+    # one step per frame: the compiled path would otherwise finish the 500 steps within a rerun
+    app.select_slider(key="pg:speed").set_value(1)
     app.button(key="pg:play").click()
     _run(app)
     assert runner.playing and app.button(key="pg:pause").label == "Pause"

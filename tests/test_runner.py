@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from gpa_core import ConfigError, FlowConfig
 from gpa_core.runner import HISTORY_FIELDS, Runner, _FrameStore, _HistoryStore, data_extent
 
-SMALL = FlowConfig(hidden=(8, 8), steps=10_000, kl_form="dv", dt=0.2)
+# steps: more than any test can finish (the compiled path runs this tiny flow at ~20k steps/s)
+SMALL = FlowConfig(hidden=(8, 8), steps=10_000_000, kl_form="dv", dt=0.2)
 
 
 def _data(m: int = 40, n: int = 40, d: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -56,7 +56,8 @@ def test_play_moves_particles_and_counter(
             else None
         ),
     )
-    page.goto(streamlit_server, timeout=90_000)
+    # 20,000 steps: the compiled path would finish the default 500 within a second or two
+    page.goto(f"{streamlit_server}/?steps=20000", timeout=90_000)
     wait_for_app(page, timeout=120)
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     chart.wait_for(timeout=90_000)
