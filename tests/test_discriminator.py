@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpa_core.config import FlowConfig
 from gpa_core.discriminator import BatchedAdam, BatchedMLP, activation, activation_prime
 
 ACTIVATIONS = ["relu", "leaky_relu", "softplus", "smooth_relu"]
@@ -96,7 +97,7 @@ def test_projected_network_gradient_never_exceeds_L(L: float, act: str, seed: in
         cache = net.forward(x)
         net.backward(cache, -torch.sign(x[..., 0]))  # push φ up on one half-space
         opt.step(net.grad)
-        net.project(scale, yes, no, 1)
+        net.project(scale, yes, no, FlowConfig().power_iterations)  # as a flow projects
     _, grad = net.gradient(torch.randn(2, 500, 3, generator=gen) * radius)
     assert float(grad.norm(dim=-1).max()) <= L * (1 + 1e-3)
 
