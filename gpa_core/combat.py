@@ -83,11 +83,11 @@ def combat(
     # standardize: remove the fitted mean (batch + covariates), scale by the pooled residual sd
     B_hat = np.linalg.solve(design.T @ design, design.T @ X)  # (batches + covariates) × genes
     grand_mean = B_hat[ref] if ref is not None else (counts / n) @ B_hat[:nb]
-    resid = X - design @ B_hat
-    rows = B[:, ref] > 0 if ref is not None else slice(None)
-    var_pooled = np.mean(resid[rows] ** 2, axis=0)
-    del resid
-    stand_mean = grand_mean[None, :] + design[:, nb:] @ B_hat[nb:]
+    rows = B[:, ref] > 0 if ref is not None else slice(None)  # the samples the pooled variance uses
+    var_pooled = np.mean((X[rows] - design[rows] @ B_hat) ** 2, axis=0)
+    stand_mean = grand_mean[None, :]  # (1, genes), or (samples, genes) with covariates
+    if design.shape[1] > nb:
+        stand_mean = stand_mean + design[:, nb:] @ B_hat[nb:]
     sd = np.sqrt(var_pooled)
     constant = ~(sd > 0)
     sd[constant] = 1.0
@@ -107,7 +107,8 @@ def combat(
             Sb[:, usable], gamma_hat[usable], delta_hat[usable], nbatch, tol, max_iter
         )
         adjusted = (Sb[:, usable] - gamma_star) / np.sqrt(delta_star)
-        out[np.ix_(members, usable)] = adjusted * sd[usable] + stand_mean[np.ix_(members, usable)]
+        mean = np.broadcast_to(stand_mean, X.shape)[np.ix_(members, usable)]
+        out[np.ix_(members, usable)] = adjusted * sd[usable] + mean
     return out
 
 
