@@ -128,9 +128,9 @@ def _compile_kernel_first(cfg: FlowConfig) -> None:
 
     if cfg.engine != "auto" or not kernel.available() or kernel.ready():
         return
-    if not kernel.ensure_compiled(block=True, timeout=2.0):
+    if not kernel.cache_is_warm():
         print("compiling the GPA kernel (once per machine, about a minute) …", file=sys.stderr)
-        kernel.ensure_compiled(block=True)
+    kernel.ensure_compiled(block=True)
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:

@@ -492,7 +492,7 @@ class GPAFlow:
         dead_info = np.zeros((K, 2))
         alive_before = self.alive.numpy().copy()
         opt = self.optimizer
-        G = self.G_c if self.G is None else self.G
+        G = self.G_c  # the generated particles (self.G is this tensor), or an empty (K, 0, d)
 
         def run(members: np.ndarray) -> int:
             return int(

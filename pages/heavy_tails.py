@@ -4,7 +4,6 @@ paper's numerics and in the authors' code's numerics, with overflow diagnostics 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ import streamlit as st
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
 from gpa_core.config import FlowConfig
+from gpa_core.devices import cpu_threads
 from pages._ui import cancel_job, open_in_playground, session_job_holder
 
 POLL_SECONDS = 0.7
@@ -88,7 +88,7 @@ def _start(settings: E.HeavyTailSettings) -> None:
 
     def work(ctl: E.JobControl) -> E.HeavyTailResult:
         return E.run_heavy_tails(
-            settings, result=result, workers=min(2, os.cpu_count() or 1),
+            settings, result=result, workers=min(2, cpu_threads()),
             on_progress=lambda d, t: ctl.report(d, t), on_member=lambda m, r, d: ctl.publish(result),
             cancel=ctl.cancel_event,
         )  # fmt: skip

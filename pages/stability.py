@@ -4,7 +4,6 @@ as batched ensembles in a background job. Lines of constant LΔt show the CFL-ty
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import streamlit as st
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
 from gpa_core.config import ConfigError, FlowConfig, authors_numerics
+from gpa_core.devices import cpu_threads
 from pages._ui import cancel_job, open_in_playground, session_job_holder
 
 POLL_SECONDS = 0.5
@@ -22,7 +22,7 @@ def _holder() -> dict[str, Any]:
     return session_job_holder("stability")
 
 
-_CPUS = max(os.cpu_count() or 1, 1)
+_CPUS = cpu_threads()
 #: Widget defaults, set once per session (widgets then keep their values across page visits).
 DEFAULTS: dict[str, Any] = {
     "stab_source": "gaussian:mean=0,std=0.5",
