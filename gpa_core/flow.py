@@ -52,9 +52,8 @@ LIVE_FIELDS: frozenset[str] = frozenset(
 )
 
 RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count as a runaway
-#: How long the first "auto" flow in a process waits for the compiled kernels to load from a warm
-#: disk cache (about a second); with a cold cache it does not wait, and runs started before the
-#: compile ends go eagerly.
+#: How long an "auto" flow waits for the compiled kernels to load from a warm disk cache (about a
+#: second); with a cold cache it does not wait, and runs started before the compile ends go eagerly.
 AUTO_COMPILE_WAIT_S = 2.5
 
 

@@ -683,7 +683,6 @@ class _CompileState:
     ready: bool = False
     error: str | None = None
     seconds: float | None = None
-    waited: bool = False  # a caller has already waited briefly for the compile in this process
 
 
 _STATE = _CompileState(threading.Lock())
@@ -769,13 +768,12 @@ def ensure_compiled(block: bool = True, timeout: float | None = None) -> bool:
 
 def wait_briefly(seconds: float) -> bool:
     """Start the compile if needed and, when Numba's disk cache is warm, wait up to ``seconds`` for
-    the load — once per process. A cold cache means a compile of about 50 s: then nobody waits (the
-    caller goes eagerly at once, so the first motion is never held back). Returns readiness."""
+    the load (about a second; every caller waits for the same load, so flows built at once by
+    several threads all get the kernel). A cold cache means a compile of about 50 s: then nobody
+    waits, and callers go eagerly at once, so the first motion is never held back. Returns readiness."""
     if numba is None:
         return False
-    wait = not _STATE.waited and not _STATE.ready and cache_is_warm()
-    _STATE.waited = True
-    return ensure_compiled(block=wait, timeout=seconds)
+    return ensure_compiled(block=not _STATE.ready and cache_is_warm(), timeout=seconds)
 
 
 def _smoke_run() -> None:
