@@ -239,7 +239,7 @@ def _cost_text() -> str:
     hidden = E.parse_hidden(ss["stab_hidden"])
     base = FlowConfig(inner_steps=int(ss["stab_inner"]), hidden=hidden, solver=ss["stab_solver"])
     dts = E.log_spaced(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"]), int(ss["stab_ndt"]), name="Δt")
-    n_L = int(ss["stab_nL"])
+    n_L = int(ss["stab_nL"]) + (1 if ss["stab_L_inf"] else 0)  # the L = ∞ row, as in _build
     steps = n_L * sum(E.steps_for(float(ss["stab_T"]), dt) for dt in dts)
     d = 2
     flops = steps * E.member_step_flops(base, int(ss["stab_M"]), int(ss["stab_N"]), d)

@@ -139,6 +139,7 @@ def test_stability_page_adds_an_unregularized_row() -> None:
         at.number_input(key=key).set_value(value)
     at.text_input(key="stab_hidden").set_value("8,8")
     at.run()
+    assert any(c.value.startswith("2 runs, ") for c in at.caption)  # the L = ∞ row counts
     at.button(key="stab_start").click()
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
