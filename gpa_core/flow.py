@@ -493,37 +493,49 @@ class GPAFlow:
         opt = self.optimizer
         G = self.G_c  # the generated particles (self.G is this tensor), or an empty (K, 0, d)
 
-        def run(members: np.ndarray) -> int:
-            return int(
-                kernel.run_members(
-                    members, n, self.n, self.configs[0].record_every,
-                    self.Y.numpy(), G.numpy(), self._X_c.numpy(),
-                    self.net.flat.numpy(), opt.m.numpy(), opt.v.numpy(), opt.t.numpy(),
-                    self.net.power_flat.numpy(), self.net.diagnostic_flat.numpy(),
-                    p["widths"], p["w_off"], p["b_off"], p["v_off"], p["acts"],
-                    p["codes"], p["alpha"], p["scale"], p["lip"], p["lr"], p["dt"], p["heun"],
-                    p["steps_limit"], p["inner"], p["power_its"], p["reset_adam"],
-                    opt.beta1, opt.beta2, opt.eps,
-                    self.alive.numpy(), self.t.numpy(), self.runaway_radius.numpy(),
-                    self.diverged_step.numpy(), self.diverged_time.numpy(), dead_info, rec,
-                )
-            )  # fmt: skip
+        def run(members: np.ndarray, rank: int, threads: int, shared: tuple[np.ndarray, ...]) -> int:
+            try:
+                return int(
+                    kernel.run_members(
+                        members, n, self.n, self.configs[0].record_every,
+                        self.Y.numpy(), G.numpy(), self._X_c.numpy(),
+                        self.net.flat.numpy(), opt.m.numpy(), opt.v.numpy(), opt.t.numpy(),
+                        self.net.power_flat.numpy(), self.net.diagnostic_flat.numpy(),
+                        p["widths"], p["w_off"], p["b_off"], p["v_off"], p["acts"],
+                        p["codes"], p["alpha"], p["scale"], p["lip"], p["lr"], p["dt"], p["heun"],
+                        p["steps_limit"], p["inner"], p["power_its"], p["reset_adam"],
+                        opt.beta1, opt.beta2, opt.eps,
+                        self.alive.numpy(), self.t.numpy(), self.runaway_radius.numpy(),
+                        self.diverged_step.numpy(), self.diverged_time.numpy(), dead_info, rec,
+                        rank, threads, *shared,
+                    )
+                )  # fmt: skip
+            except BaseException:
+                shared[0][1] = 1  # partners waiting at a barrier for this thread stop waiting
+                raise
 
-        # only members with steps to go, dealt longest-first round robin: equal work per thread
+        # only members with steps to go, dealt longest-first round robin: equal work per thread;
+        # with fewer members than threads, a member's lanes are split over several threads
         steps_left = np.minimum(p["steps_limit"] - self.n, n)
         active = np.flatnonzero(alive_before & (steps_left > 0))
         if active.size == 0:
             return 0
         order = active[np.argsort(-steps_left[active], kind="stable")]
-        n_groups = min(active.size, max(1, self.kernel_threads))
-        groups = [np.sort(order[g::n_groups]).astype(np.int64) for g in range(n_groups)]
-        if len(groups) == 1:
-            taken = run(groups[0])
+        threads = max(1, self.kernel_threads)
+        per_group = max(1, min(kernel.LANES, threads // active.size))
+        n_groups = min(active.size, max(1, threads // per_group))
+        tasks = []
+        for g in range(n_groups):
+            members = np.sort(order[g::n_groups]).astype(np.int64)
+            shared = kernel.group_buffers(self.net.flat.shape[1])
+            tasks += [(members, rank, per_group, shared) for rank in range(per_group)]
+        if len(tasks) == 1:
+            taken = run(*tasks[0])
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(len(groups)) as pool:
-                taken = max(pool.map(run, groups))
+            with ThreadPoolExecutor(len(tasks)) as pool:  # every task at once: partners wait on each other
+                taken = max(pool.map(lambda task: run(*task), tasks))
         every = self.configs[0].record_every
         rows = [s for s in range(taken) if (self.n + s) % every == 0]
         if rows:

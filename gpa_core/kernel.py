@@ -5,16 +5,25 @@ A small GPA step (Fig. 2–3: 2-D, M = N = 200, a 3×32 network, 3 inner Adam st
 the arithmetic. Here one call advances a group of members by a chunk of particle steps — inner
 training (forward, objective (3.2), hand-written backward, Adam, projection W ← L^{1/D} W/‖W‖),
 the particle update (Euler, eq. (3.2); Heun, Remark 3.2), the divergence test and the recording.
-Matrix products go to BLAS (layers with a few inputs, as for 2-D data, to a loop); each layer's
-bias and activation is one vectorized pass, into buffers allocated once per call. Members are
-independent, so a batch is split over threads with no synchronisation.
+
+Matrix products with a multiple of 32 result columns (the paper's widths) run in small register
+kernels written with 8-wide LLVM vectors (``_matmul``, ``_matmul_tn``): for n × 32 by 32 × 32
+shapes OpenBLAS spends a third of its time packing operands. Other widths go to BLAS. Bias,
+activation and ReLU's derivative are fused passes, into buffers allocated once per call.
+
+Parallelism: members are independent, so a batch is split over threads with no synchronisation.
+A member's rows (particles, generated points, target) are also split into ``LANES`` fixed lanes:
+when there are fewer members than cores, each lane runs on its own thread, the lanes' gradient
+and statistic partials meet at a spin barrier once per inner step, and every thread takes the same
+Adam step on its own copy of the parameters. Partials are always combined in lane order, so the
+numbers never depend on the thread count.
 
 The arithmetic is the eager path's, in float32 (sums accumulate in float64), and overflow stays an
 outcome: e^{φ-ν-1} beyond float32's range becomes +∞ exactly as it does eagerly. A step agrees with
 the eager path to float32 rounding; over a run, Adam's normalisation can grow such differences to a
 learning-rate step on parameters whose gradient is rounding noise, so long runs agree in their
 statistics, not digit by digit. A seeded run repeats exactly on either path, and on this one a member
-runs bit for bit the same alone as in any batch.
+runs bit for bit the same alone, in any batch and on any number of threads.
 
 This module holds the kernels and the compile state only; ``GPAFlow`` decides which path runs.
 """
@@ -22,6 +31,7 @@ This module holds the kernels and the compile state only; ``GPAFlow`` decides wh
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +40,10 @@ import numpy as np
 
 try:  # in requirements.txt; where it cannot be imported, the eager path is the only one
     import numba
-    from numba import njit
+    from llvmlite import ir
+    from numba import njit, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic, models, register_model
     from numba.typed import List
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
@@ -47,7 +60,15 @@ REC_TIME, REC_KINETIC, REC_DIVERGENCE, REC_SPEED, REC_BOUND, REC_GAUGE = range(6
 ACTIVATION_CODES = {"relu": RELU, "leaky_relu": LEAKY_RELU, "softplus": SOFTPLUS, "smooth_relu": SMOOTH_RELU}
 LIPSCHITZ_CODES = {"none": LIP_NONE, "spectral": LIP_SPECTRAL, "frobenius": LIP_FROBENIUS}
 
-SMALL_INPUT = 8  # layers with at most this many inputs multiply in a loop rather than in BLAS
+# A member's rows (particles, generated points, target) are split into LANES fixed parts; a thread
+# runs one or more lanes, and lane partial sums are combined in lane order, so a run's numbers do
+# not depend on how many threads ran it.
+LANES = 2
+# a lane's partial statistics (float64), padded to two cache lines against false sharing
+S_SP, S_SF, S_SR, S_GAUGE, S_VMAX, S_SEXP, S_KIN, S_SPEED, S_FINITE, S_EXTENT = range(10)
+NSTAT = 16
+
+SMALL_INPUT = 8  # narrow layers the register kernels do not fit multiply in a loop, not in BLAS
 _FLAGS = {"reassoc", "contract"}  # vectorised sums and FMA; never 'nnan'/'ninf': ∞ is an outcome
 
 
@@ -65,6 +86,352 @@ if numba is not None:
     _LEAKY = np.float32(0.01)
     _EPS_SMOOTH = np.float32(0.5)
     _HALF_LOG2 = 0.5 * math.log(2.0)
+
+    @intrinsic
+    def _atomic_add(typingctx, arr, idx, val):
+        """arr[idx] += val as one sequentially consistent atomic operation (int64 arrays)."""
+        sig = types.int64(arr, types.intp, types.int64)
+
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+            return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
+
+        return sig, codegen
+
+    @intrinsic
+    def _atomic_load(typingctx, arr, idx):
+        """arr[idx] read with acquire ordering: writes made before a partner's atomic add are seen."""
+        sig = types.int64(arr, types.intp)
+
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+            return builder.load_atomic(ptr, "acquire", 8)
+
+        return sig, codegen
+
+    # give up the rest of the time slice while spinning at a barrier (POSIX / Windows)
+    _yield_core = types.ExternalFunction(
+        "SwitchToThread" if sys.platform == "win32" else "sched_yield", types.intc()
+    )
+
+    # -- 8-wide float32 registers for the small matrix products ------------------------------------
+    # OpenBLAS packs its operands before every product; for the shapes here (n × 32 by 32 × 32) the
+    # packing costs about a third of its time. These kernels keep a 2 × 32 block of the result in
+    # eight 8-wide registers (LLVM vectors: AVX on x86, split into NEON/SSE pairs elsewhere) and
+    # read the operands in place. They need C-contiguous rows and a multiple of 32 result columns;
+    # anything else goes to BLAS.
+    _V8 = ir.VectorType(ir.FloatType(), 8)
+
+    class _F32x8(types.Type):
+        def __init__(self):
+            super().__init__(name="f32x8")
+
+    _f32x8 = _F32x8()
+
+    @register_model(_F32x8)
+    class _F32x8Model(models.PrimitiveModel):
+        def __init__(self, dmm, fe_type):
+            super().__init__(dmm, fe_type, _V8)
+
+    def _v8_pointer(context, builder, aryty, ary, index):
+        data = context.make_array(aryty)(context, builder, ary).data
+        return builder.bitcast(builder.gep(data, [index]), _V8.as_pointer())
+
+    @intrinsic
+    def _vload(typingctx, arr, index):
+        """Eight float32 from flat element ``index`` of a contiguous array."""
+        if not isinstance(arr, types.Array) or arr.dtype != types.float32:
+            return None
+        sig = _f32x8(arr, types.intp)
+
+        def codegen(context, builder, sig, args):
+            return builder.load(_v8_pointer(context, builder, sig.args[0], args[0], args[1]), align=4)
+
+        return sig, codegen
+
+    @intrinsic
+    def _vstore(typingctx, arr, index, value):
+        if not isinstance(arr, types.Array) or arr.dtype != types.float32:
+            return None
+        sig = types.void(arr, types.intp, _f32x8)
+
+        def codegen(context, builder, sig, args):
+            builder.store(args[2], _v8_pointer(context, builder, sig.args[0], args[0], args[1]), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def _sload(typingctx, arr, index):
+        """The float32 at flat element ``index`` of a contiguous array."""
+        if not isinstance(arr, types.Array) or arr.dtype != types.float32:
+            return None
+        sig = types.float32(arr, types.intp)
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            return builder.load(builder.gep(data, [args[1]]), align=4)
+
+        return sig, codegen
+
+    @intrinsic
+    def _vsplat(typingctx, x):
+        sig = _f32x8(types.float32)
+
+        def codegen(context, builder, sig, args):
+            undef = ir.Constant(_V8, ir.Undefined)
+            v = builder.insert_element(undef, args[0], ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+        return sig, codegen
+
+    @intrinsic
+    def _vzero(typingctx):
+        sig = _f32x8()
+
+        def codegen(context, builder, sig, args):
+            return ir.Constant(_V8, [0.0] * 8)
+
+        return sig, codegen
+
+    @intrinsic
+    def _vfma(typingctx, a, b, c):
+        """a·b + c lane by lane (fused where the CPU has FMA)."""
+        sig = _f32x8(_f32x8, _f32x8, _f32x8)
+
+        def codegen(context, builder, sig, args):
+            fnty = ir.FunctionType(_V8, [_V8, _V8, _V8])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fmuladd.v8f32")
+            return builder.call(fn, args)
+
+        return sig, codegen
+
+    @intrinsic
+    def _vadd(typingctx, a, b):
+        sig = _f32x8(_f32x8, _f32x8)
+
+        def codegen(context, builder, sig, args):
+            return builder.fadd(args[0], args[1])
+
+        return sig, codegen
+
+    @intrinsic
+    def _vmul(typingctx, a, b):
+        sig = _f32x8(_f32x8, _f32x8)
+
+        def codegen(context, builder, sig, args):
+            return builder.fmul(args[0], args[1])
+
+        return sig, codegen
+
+    @intrinsic
+    def _vwhere_positive(typingctx, z, x):
+        """x where z > 0, else 0, lane by lane (ReLU's derivative applied to x)."""
+        sig = _f32x8(_f32x8, _f32x8)
+
+        def codegen(context, builder, sig, args):
+            zero = ir.Constant(_V8, [0.0] * 8)
+            return builder.select(builder.fcmp_ordered(">", args[0], zero), args[1], zero)
+
+        return sig, codegen
+
+    @_jit
+    def _contiguous_rows(A):
+        """Whether a float32 matrix is laid out row after row with no gaps (flat indexing works)."""
+        return (A.shape[1] <= 1 or A.strides[1] == 4) and (A.shape[0] <= 1 or A.strides[0] == 4 * A.shape[1])
+
+    @_jit
+    def _panels_fit(A, B, C):
+        return B.shape[1] % 32 == 0 and _contiguous_rows(A) and _contiguous_rows(B) and _contiguous_rows(C)
+
+    @_jit
+    def _matmul(A, B, C):
+        """C = A B (A: n × K, B: K × m, C: n × m)."""
+        _matmul_into(A, B, C, C, False)
+
+    @_jit
+    def _matmul_relu(A, B, C, Z):
+        """C = (A B) ⊙ 1[Z > 0]: a product followed by ReLU's derivative at pre-activations Z
+        (n × m, or more rows), applied as the rows are stored. (Masking C in place afterwards
+        compiles to masked stores, which are microcoded and slow on AMD Zen.)"""
+        _matmul_into(A, B, C, Z, True)
+
+    @_jit
+    def _matmul_into(A, B, C, Z, masked):
+        if not _panels_fit(A, B, C) or (masked and not _contiguous_rows(Z)):
+            if not masked:
+                np.dot(A, B, C)
+                return
+            product = np.dot(A, B)
+            for r in range(C.shape[0]):
+                for c in range(C.shape[1]):
+                    v = product[r, c]
+                    C[r, c] = v if Z[r, c] > 0 else _f32(0.0)
+            return
+        n, K = A.shape
+        m = B.shape[1]
+        for p in range(0, m, 32):
+            r = 0
+            while r < n:
+                two = r + 1 < n
+                a0 = r * K
+                a1 = a0 + K if two else a0
+                c00 = _vzero()
+                c01 = _vzero()
+                c02 = _vzero()
+                c03 = _vzero()
+                c10 = _vzero()
+                c11 = _vzero()
+                c12 = _vzero()
+                c13 = _vzero()
+                for k in range(K):
+                    kb = k * m + p
+                    b0 = _vload(B, kb)
+                    b1 = _vload(B, kb + 8)
+                    b2 = _vload(B, kb + 16)
+                    b3 = _vload(B, kb + 24)
+                    x0 = _vsplat(_sload(A, a0 + k))
+                    x1 = _vsplat(_sload(A, a1 + k))
+                    c00 = _vfma(x0, b0, c00)
+                    c01 = _vfma(x0, b1, c01)
+                    c02 = _vfma(x0, b2, c02)
+                    c03 = _vfma(x0, b3, c03)
+                    c10 = _vfma(x1, b0, c10)
+                    c11 = _vfma(x1, b1, c11)
+                    c12 = _vfma(x1, b2, c12)
+                    c13 = _vfma(x1, b3, c13)
+                o = r * m + p
+                if masked:
+                    c00 = _vwhere_positive(_vload(Z, o), c00)
+                    c01 = _vwhere_positive(_vload(Z, o + 8), c01)
+                    c02 = _vwhere_positive(_vload(Z, o + 16), c02)
+                    c03 = _vwhere_positive(_vload(Z, o + 24), c03)
+                    if two:
+                        c10 = _vwhere_positive(_vload(Z, o + m), c10)
+                        c11 = _vwhere_positive(_vload(Z, o + m + 8), c11)
+                        c12 = _vwhere_positive(_vload(Z, o + m + 16), c12)
+                        c13 = _vwhere_positive(_vload(Z, o + m + 24), c13)
+                _vstore(C, o, c00)
+                _vstore(C, o + 8, c01)
+                _vstore(C, o + 16, c02)
+                _vstore(C, o + 24, c03)
+                if two:
+                    _vstore(C, o + m, c10)
+                    _vstore(C, o + m + 8, c11)
+                    _vstore(C, o + m + 16, c12)
+                    _vstore(C, o + m + 24, c13)
+                r += 2
+
+    @_jit
+    def _relu_outer(g, dv, w, z):
+        """g[r, c] = dv[r] w[c] where z[r, c] > 0 else 0: the output layer's gradient through ReLU."""
+        n, m = g.shape
+        if m % 8 != 0 or not (_contiguous_rows(g) and _contiguous_rows(z)) or w.strides[0] != 4:
+            for r in range(n):
+                for c in range(m):
+                    v = dv[r] * w[c]
+                    g[r, c] = v if z[r, c] > 0 else _f32(0.0)
+            return
+        for r in range(n):
+            s = _vsplat(dv[r])
+            for c in range(0, m, 8):
+                p = r * m + c
+                _vstore(g, p, _vwhere_positive(_vload(z, p), _vmul(s, _vload(w, c))))
+
+    @_jit
+    def _column_sums(g, out):
+        """out[j] = Σ_r g[r, j] (a bias gradient), 32 columns at a time in registers."""
+        n, m = g.shape
+        if m % 32 != 0 or not _contiguous_rows(g) or out.strides[0] != 4:
+            for j in range(m):
+                out[j] = 0.0
+            for r in range(n):
+                for j in range(m):
+                    out[j] += g[r, j]
+            return
+        for p in range(0, m, 32):
+            s0 = _vzero()
+            s1 = _vzero()
+            s2 = _vzero()
+            s3 = _vzero()
+            for r in range(n):
+                b = r * m + p
+                s0 = _vadd(s0, _vload(g, b))
+                s1 = _vadd(s1, _vload(g, b + 8))
+                s2 = _vadd(s2, _vload(g, b + 16))
+                s3 = _vadd(s3, _vload(g, b + 24))
+            _vstore(out, p, s0)
+            _vstore(out, p + 8, s1)
+            _vstore(out, p + 16, s2)
+            _vstore(out, p + 24, s3)
+
+    @_jit
+    def _matmul_tn(G, H, C):
+        """C = Gᵀ H (G: n × o, H: n × m, C: o × m), the weight gradient, over blocks of 128 rows
+        that stay in the L1 cache while every 2 × 32 block of C passes over them."""
+        if not _panels_fit(G, H, C):
+            np.dot(G.T, H, C)
+            return
+        n, o = G.shape
+        m = H.shape[1]
+        if n == 0:
+            C[:] = 0.0
+            return
+        for r0 in range(0, n, 128):
+            r1 = min(n, r0 + 128)
+            for p in range(0, m, 32):
+                j = 0
+                while j < o:
+                    two = j + 1 < o
+                    j1 = j + 1 if two else j
+                    o0 = j * m + p
+                    o1 = j1 * m + p
+                    if r0 == 0:
+                        c00 = _vzero()
+                        c01 = _vzero()
+                        c02 = _vzero()
+                        c03 = _vzero()
+                        c10 = _vzero()
+                        c11 = _vzero()
+                        c12 = _vzero()
+                        c13 = _vzero()
+                    else:
+                        c00 = _vload(C, o0)
+                        c01 = _vload(C, o0 + 8)
+                        c02 = _vload(C, o0 + 16)
+                        c03 = _vload(C, o0 + 24)
+                        c10 = _vload(C, o1)
+                        c11 = _vload(C, o1 + 8)
+                        c12 = _vload(C, o1 + 16)
+                        c13 = _vload(C, o1 + 24)
+                    for r in range(r0, r1):
+                        hb = r * m + p
+                        h0 = _vload(H, hb)
+                        h1 = _vload(H, hb + 8)
+                        h2 = _vload(H, hb + 16)
+                        h3 = _vload(H, hb + 24)
+                        g0 = _vsplat(_sload(G, r * o + j))
+                        g1 = _vsplat(_sload(G, r * o + j1))
+                        c00 = _vfma(g0, h0, c00)
+                        c01 = _vfma(g0, h1, c01)
+                        c02 = _vfma(g0, h2, c02)
+                        c03 = _vfma(g0, h3, c03)
+                        c10 = _vfma(g1, h0, c10)
+                        c11 = _vfma(g1, h1, c11)
+                        c12 = _vfma(g1, h2, c12)
+                        c13 = _vfma(g1, h3, c13)
+                    _vstore(C, o0, c00)
+                    _vstore(C, o0 + 8, c01)
+                    _vstore(C, o0 + 16, c02)
+                    _vstore(C, o0 + 24, c03)
+                    if two:
+                        _vstore(C, o1, c10)
+                        _vstore(C, o1 + 8, c11)
+                        _vstore(C, o1 + 16, c12)
+                        _vstore(C, o1 + 24, c13)
+                    j += 2
 
     @_jit
     def _softplus(x):
@@ -102,28 +469,45 @@ if numba is not None:
         return u * u * (_f32(3.0) - _f32(2.0) * u)
 
     @_jit
-    def _forward(theta, widths, w_off, b_off, acts, Z, ws):
-        """φ's network output V at the rows of Z (n, d), with the pre-activations and the layer
-        inputs (Z first) kept for the backward pass. Products go to BLAS; bias and activation
-        are one pass over each layer's output. Outputs live in the workspace ``ws``."""
+    def _views(widths, Z, ws):
+        """The layer buffers of a forward pass at the rows of Z, as views into the workspace ``ws``:
+        (V, pre-activations, layer inputs with Z first). Rebuilding them costs no arithmetic, so a
+        lane's backward pass can resume from its forward pass after a barrier."""
         pre_buf, post_buf, _, _, _, v_buf = ws
         D = widths.shape[0] - 1
         n = Z.shape[0]
         pres = List()
         posts = List()
         posts.append(Z)
-        h = Z
         off = 0
+        for layer in range(D - 1):
+            o = widths[layer + 1]
+            pres.append(pre_buf[off : off + n * o].reshape((n, o)))
+            posts.append(post_buf[off : off + n * o].reshape((n, o)))
+            off += n * o
+        return v_buf[:n], pres, posts
+
+    @_jit
+    def _forward(theta, widths, w_off, b_off, acts, Z, ws):
+        """φ's network output V at the rows of Z (n, d), with the pre-activations and the layer
+        inputs (Z first) kept for the backward pass. Products go to the register kernels (BLAS
+        for widths they do not fit); bias and activation are one pass over each layer's output.
+        Outputs live in the workspace ``ws``."""
+        V, pres, posts = _views(widths, Z, ws)
+        D = widths.shape[0] - 1
+        n = Z.shape[0]
+        h = Z
         for layer in range(D - 1):
             i = widths[layer]
             o = widths[layer + 1]
             W = theta[w_off[layer] : w_off[layer] + o * i].reshape((o, i))
             b = theta[b_off[layer] : b_off[layer] + o]
-            z = pre_buf[off : off + n * o].reshape((n, o))
-            a = post_buf[off : off + n * o].reshape((n, o))
-            off += n * o
-            if i <= SMALL_INPUT:  # a few input columns (2-D data): one pass beats a BLAS call
-                WT = np.ascontiguousarray(W.T)
+            z = pres[layer]
+            a = posts[layer + 1]
+            WT = np.ascontiguousarray(W.T)
+            if _panels_fit(h, WT, z) or i > SMALL_INPUT:
+                _matmul(h, WT, z)
+            else:  # a few input columns (2-D data) and odd widths: one pass beats a BLAS call
                 for r in range(n):
                     for j in range(o):
                         z[r, j] = 0.0
@@ -131,8 +515,6 @@ if numba is not None:
                         x = h[r, c]
                         for j in range(o):
                             z[r, j] += x * WT[c, j]
-            else:
-                np.dot(h, W.T, z)
             code = acts[layer]
             # 2-D indexing and selects rather than row views and conditional stores: these loops
             # vectorize (row views and `if …: x = 0` were 30× slower at M = N = 4096)
@@ -148,12 +530,9 @@ if numba is not None:
                         v = z[r, j] + b[j]
                         z[r, j] = v
                         a[r, j] = _act(code, v)
-            pres.append(z)
-            posts.append(a)
             h = a
         last = D - 1
         w = theta[w_off[last] : w_off[last] + widths[last]]
-        V = v_buf[:n]
         np.dot(h, w, V)
         b_last = theta[b_off[last]]
         for r in range(n):
@@ -172,7 +551,9 @@ if numba is not None:
         w = theta[w_off[last] : w_off[last] + i]
         dv = dV[:n]
         if weights:
-            grad[w_off[last] : w_off[last] + i] = np.dot(dv, posts[last][:n])
+            _matmul_tn(
+                dv.reshape((n, 1)), posts[last][:n], grad[w_off[last] : w_off[last] + i].reshape((1, i))
+            )
             sb = 0.0
             for r in range(n):
                 sb += dv[r]
@@ -190,9 +571,7 @@ if numba is not None:
         z = pres[last - 1]
         g = g_buf[: n * i].reshape((n, i))
         if code == RELU:
-            for r in range(n):
-                for c in range(i):
-                    g[r, c] = dv[r] * w[c] if z[r, c] > 0 else _f32(0.0)
+            _relu_outer(g, dv, w, z)
         else:
             for r in range(n):
                 for c in range(i):
@@ -203,22 +582,14 @@ if numba is not None:
             W = theta[w_off[layer] : w_off[layer] + o * i].reshape((o, i))
             if weights:
                 h = posts[layer]
-                if i <= SMALL_INPUT:
-                    dWT = np.zeros((i, o), dtype=np.float32)
-                    for r in range(n):
-                        for c in range(i):
-                            x = h[r, c]
-                            for j in range(o):
-                                dWT[c, j] += x * g[r, j]
-                    dW = np.ascontiguousarray(dWT.T)
+                dW = grad[w_off[layer] : w_off[layer] + o * i].reshape((o, i))
+                if i <= SMALL_INPUT:  # (Hᵀ g)ᵀ: o = 32k columns suit the registers, i = 2 does not
+                    dWT = np.empty((i, o), dtype=np.float32)
+                    _matmul_tn(h[:n], g, dWT)
+                    dW[:, :] = dWT.T
                 else:
-                    dW = np.dot(g.T, h[:n])
-                grad[w_off[layer] : w_off[layer] + o * i] = dW.reshape(o * i)
-                db = np.zeros(o, dtype=np.float32)
-                for r in range(n):
-                    for j in range(o):
-                        db[j] += g[r, j]
-                grad[b_off[layer] : b_off[layer] + o] = db
+                    _matmul_tn(g, h[:n], dW)
+                _column_sums(g, grad[b_off[layer] : b_off[layer] + o])
             if layer == 0:
                 if not inputs:
                     return none
@@ -232,17 +603,15 @@ if numba is not None:
                                 acc += g[r, j] * WT[c, j]
                             gin[r, c] = acc
                 else:
-                    np.dot(g, W, gin)
+                    _matmul(g, W, gin)
                 return gin
             gn = gn_buf[: n * i].reshape((n, i))
-            np.dot(g, W, gn)
             code = acts[layer - 1]
             z = pres[layer - 1]
             if code == RELU:
-                for r in range(n):
-                    for c in range(i):
-                        gn[r, c] = gn[r, c] if z[r, c] > 0 else _f32(0.0)
+                _matmul_relu(g, W, gn, z)
             else:
+                _matmul(g, W, gn)
                 for r in range(n):
                     for c in range(i):
                         gn[r, c] *= _act_prime(code, z[r, c])
@@ -280,44 +649,46 @@ if numba is not None:
         return v, _f32(1.0)
 
     @_jit
-    def _objective(code, alpha, nu, V, p0, m, q0, nq, dV):
-        """J(φ, ν) of eq. (1.4) from outputs V at P rows [p0, p0+m) and Q rows [q0, q0+nq); writes
-        dV = ∂(-J)/∂V on those rows; returns (J, ∂J/∂ν, the overflow gauge max of f*'s argument)."""
+    def _objective_part(code, alpha, nu, V, p0, ml, q0, nl, m, nq, dV, st):
+        """One lane's share of J(φ, ν) (eq. (1.4)): outputs V at its P rows [p0, p0+ml) and Q rows
+        [q0, q0+nl) of a member with m and nq rows in all. Writes the lane's partial sums into
+        ``st`` (see ``_combined``) and dV = ∂(-J)/∂V on its rows, except on the Q rows of the
+        Donsker–Varadhan forms, which normalise over all of Q (``_dv_global`` writes those)."""
         sp = 0.0
         if code == REVERSE_KL or code == JS:
-            for r in range(p0, p0 + m):
+            for r in range(p0, p0 + ml):
                 phi, slope = _out_map(code, V[r])
                 sp += phi
                 dV[r] = -slope / _f32(m)
         else:
-            for r in range(p0, p0 + m):
+            for r in range(p0, p0 + ml):
                 sp += V[r]
                 dV[r] = _f32(-1.0 / m)
-        mean_p = sp / m
-        gauge = -np.inf
+        st[S_SP] = sp
+        st[S_SF] = 0.0
+        st[S_SR] = 0.0
+        st[S_VMAX] = -np.inf
+        st[S_SEXP] = 0.0
         if code == KL_DV or code == KL_DV_NAIVE:
             vmax = -np.inf
-            for r in range(q0, q0 + nq):
+            for r in range(q0, q0 + nl):
                 vmax = max(vmax, float(V[r]))
-            gauge = vmax
+            s = 0.0
             if code == KL_DV:
-                s = 0.0
-                for r in range(q0, q0 + nq):
+                for r in range(q0, q0 + nl):
                     s += math.exp(V[r] - vmax)
-                for r in range(q0, q0 + nq):
-                    dV[r] = _f32(math.exp(V[r] - vmax) / s)
-                return mean_p - (vmax + math.log(s) - math.log(nq)), 0.0, gauge
-            total = 0.0
-            for r in range(q0, q0 + nq):
-                total += _f32(math.exp(V[r]))  # float32 e^φ: +∞ beyond φ ≈ 88.7, as eagerly
-            total32 = _f32(total)
-            for r in range(q0, q0 + nq):
-                dV[r] = _f32(math.exp(V[r])) / total32
-            return mean_p - math.log(total32 / nq), 0.0, gauge
+            else:
+                for r in range(q0, q0 + nl):
+                    s += _f32(math.exp(V[r]))  # float32 e^φ: +∞ beyond φ ≈ 88.7, as eagerly
+            st[S_GAUGE] = vmax
+            st[S_VMAX] = vmax
+            st[S_SEXP] = s
+            return
+        gauge = -np.inf
         sf = 0.0
         sr = 0.0
         a = alpha
-        for r in range(q0, q0 + nq):
+        for r in range(q0, q0 + nl):
             if code == KL_LT or code == ALPHA:
                 y = _f32(V[r] - nu)
                 slope = _f32(1.0)
@@ -350,9 +721,68 @@ if numba is not None:
             sf += fs
             sr += fp
             dV[r] = fp * slope / _f32(nq)
+        st[S_SF] = sf
+        st[S_SR] = sr
+        st[S_GAUGE] = gauge
+
+    @_jit
+    def _combined(code, nu, parts, m, nq):
+        """J(φ, ν) of eq. (1.4), ∂J/∂ν, the overflow gauge (max of f*'s argument) and, for the
+        Donsker–Varadhan forms, the normaliser (max, Σ e^{φ-max}; naive: Σ e^φ) from the lanes'
+        partial sums ``parts`` (LANES, NSTAT), always added in lane order: every thread gets the
+        same numbers, whichever thread computed which lane."""
+        sp = 0.0
+        sf = 0.0
+        sr = 0.0
+        gauge = -np.inf
+        vmax = -np.inf
+        total = 0.0
+        for lane in range(LANES):
+            sp += parts[lane, S_SP]
+            sf += parts[lane, S_SF]
+            sr += parts[lane, S_SR]
+            gauge = max(gauge, parts[lane, S_GAUGE])
+            vmax = max(vmax, parts[lane, S_VMAX])
+            total += parts[lane, S_SEXP]
+        mean_p = sp / m
+        if code == KL_DV:
+            s = 0.0
+            for lane in range(LANES):
+                if parts[lane, S_SEXP] != 0.0:
+                    s += parts[lane, S_SEXP] * math.exp(parts[lane, S_VMAX] - vmax)
+            return mean_p - (vmax + math.log(s) - math.log(nq)), 0.0, gauge, vmax, s
+        if code == KL_DV_NAIVE:
+            total32 = _f32(total)
+            return mean_p - math.log(total32 / nq), 0.0, gauge, vmax, float(total32)
         if code == KL_LT or code == ALPHA:
-            return mean_p - nu - sf / nq, sr / nq - 1.0, gauge
-        return mean_p - sf / nq, 0.0, gauge
+            return mean_p - nu - sf / nq, sr / nq - 1.0, gauge, vmax, 0.0
+        return mean_p - sf / nq, 0.0, gauge, vmax, 0.0
+
+    @_jit
+    def _dv_global(code, V, q0, nl, vmax, s, dV):
+        """dV on a lane's Q rows for the Donsker–Varadhan forms, once ``_combined`` has the
+        normaliser over all of Q: e^{φ-max}/Σ (log-sum-exp) or float32 e^φ/Σ e^φ (naive)."""
+        if code == KL_DV:
+            for r in range(q0, q0 + nl):
+                dV[r] = _f32(math.exp(V[r] - vmax) / s)
+        else:
+            s32 = _f32(s)
+            for r in range(q0, q0 + nl):
+                dV[r] = _f32(math.exp(V[r])) / s32
+
+    @_jit
+    def _objective(code, alpha, nu, V, p0, m, q0, nq, dV):
+        """J(φ, ν) of eq. (1.4) from outputs V at P rows [p0, p0+m) and Q rows [q0, q0+nq) as one
+        lane; writes dV = ∂(-J)/∂V on those rows; returns (J, ∂J/∂ν, the overflow gauge)."""
+        parts = np.zeros((LANES, NSTAT))
+        for lane in range(LANES):
+            parts[lane, S_GAUGE] = -np.inf
+            parts[lane, S_VMAX] = -np.inf
+        _objective_part(code, alpha, nu, V, p0, m, q0, nq, m, nq, dV, parts[0])
+        value, d_nu, gauge, vmax, s = _combined(code, nu, parts, m, nq)
+        if code == KL_DV or code == KL_DV_NAIVE:
+            _dv_global(code, V, q0, nq, vmax, s, dV)
+        return value, d_nu, gauge
 
     @_jit
     def _adam(theta, grad, m, v, k, tstep, lr, beta1, beta2, eps):
@@ -439,24 +869,115 @@ if numba is not None:
         return _f32(bound)
 
     @_jit
-    def _train(k, Z, M, theta, grad, adam, net, pvec, member, dV, ws):
-        """m_max Adam steps on (W, ν) at Z = [particles; target] (Algorithm 3.1, lines 6–10).
+    def _lane(n, lane):
+        """Rows [start, stop) of ``lane`` among a member's n rows: every member's particles,
+        generated points and target split into LANES fixed parts, whatever the thread count."""
+        return (n * lane) // LANES, (n * (lane + 1)) // LANES
 
-        ``adam`` = (m, v, steps, β₁, β₂, ε); ``net`` = (widths, w_off, b_off, v_off, activations);
-        ``member`` = (objective code, α, lr, Lipschitz mode, L^{1/D}, m_max, power iterations)."""
+    @_jit
+    def _barrier(par):
+        """Wait until every thread working on this member group has arrived (threads > 1)."""
+        _, nthreads, sync, count = par
+        count[0] += 1
+        if nthreads == 1:
+            return
+        target = count[0] * nthreads
+        _atomic_add(sync, 0, 1)
+        spins = 0
+        while _atomic_load(sync, 0) < target:
+            if _atomic_load(sync, 1) != 0:  # a partner thread failed: stop waiting for it
+                return
+            spins += 1
+            if spins == 2000:  # the partner is descheduled: give the core away
+                _yield_core()
+                spins = 0
+
+    @_jit
+    def _train(row, k, pts, X, theta, grad, adam, net, pvec, member, shared, lanes, par):
+        """m_max Adam steps on (W, ν) for member k at its particles ``pts`` (M, d) and target X[k]
+        (Algorithm 3.1, lines 6–10).
+
+        Each of this thread's lanes runs the forward and backward pass on its rows; after a barrier
+        every thread adds the lanes' gradients in lane order and takes the same Adam step and
+        projection on its own copy of the parameters (row ``row`` of ``adam``'s arrays), so one
+        barrier per inner step is all the synchronisation. ``adam`` = (m, v, steps, β₁, β₂, ε);
+        ``net`` = (widths, w_off, b_off, v_off, activations); ``member`` = (objective code, α, lr,
+        Lipschitz mode, L^{1/D}, m_max, power iterations); ``shared`` = the group's (gradient,
+        statistics) partials, double-buffered by barrier parity; ``lanes`` = this thread's
+        (rows, dV, workspace) per lane it runs."""
         mom, vel, tstep, beta1, beta2, eps = adam
         widths, w_off, b_off, v_off, acts = net
         code, alpha, lr, lip, scale, inner, power_its = member
+        gpart, spart = shared
+        Zt, dVs, ws = lanes
+        rank, nthreads, _, count = par
+        M = pts.shape[0]
+        N = X.shape[1]
         P = theta.shape[0]
         trained_nu = code == KL_LT or code == ALPHA
-        n = Z.shape[0]
+        global_q = code == KL_DV or code == KL_DV_NAIVE
+        for lane in range(rank, LANES, nthreads):
+            slot = lane // nthreads
+            p0, p1 = _lane(M, lane)
+            q0, q1 = _lane(N, lane)
+            Zt[slot, : p1 - p0] = pts[p0:p1]
+            Zt[slot, p1 - p0 : p1 - p0 + q1 - q0] = X[k, q0:q1]
         for _ in range(inner):
-            V, pres, posts = _forward(theta, widths, w_off, b_off, acts, Z, ws)
+            b = count[0] % 2
             nu = theta[P - 1]
-            _, d_nu, _ = _objective(code, alpha, nu, V, 0, M, M, n - M, dV)
-            _backward(theta, grad, widths, w_off, b_off, acts, pres, posts, dV, n, True, False, ws)
-            grad[P - 1] = _f32(-d_nu) if trained_nu else _f32(0.0)
-            _adam(theta, grad, mom, vel, k, tstep, lr, beta1, beta2, eps)
+            for lane in range(rank, LANES, nthreads):
+                slot = lane // nthreads
+                p0, p1 = _lane(M, lane)
+                q0, q1 = _lane(N, lane)
+                ml = p1 - p0
+                n = ml + q1 - q0
+                g = gpart[b, lane]
+                if n == 0:
+                    g[:] = 0.0
+                    spart[b, lane, :] = 0.0
+                    spart[b, lane, S_GAUGE] = -np.inf
+                    spart[b, lane, S_VMAX] = -np.inf
+                    continue
+                w = slot if global_q else 0  # one workspace, unless kept across the DV barrier
+                wsl = (ws[0][w], ws[1][w], ws[2][w], ws[3][w], ws[4][w], ws[5][w])
+                V, pres, posts = _forward(theta, widths, w_off, b_off, acts, Zt[slot, :n], wsl)
+                _objective_part(code, alpha, nu, V, 0, ml, ml, n - ml, M, N, dVs[slot], spart[b, lane])
+                if not global_q:
+                    _backward(
+                        theta, g, widths, w_off, b_off, acts, pres, posts, dVs[slot], n, True, False, wsl
+                    )
+            if global_q:  # the normaliser over all of Q first, then each lane's backward pass
+                _barrier(par)
+                _, _, _, vmax, s = _combined(code, nu, spart[b], M, N)
+                b = count[0] % 2
+                for lane in range(rank, LANES, nthreads):
+                    slot = lane // nthreads
+                    p0, p1 = _lane(M, lane)
+                    q0, q1 = _lane(N, lane)
+                    ml = p1 - p0
+                    n = ml + q1 - q0
+                    g = gpart[b, lane]
+                    if n == 0:
+                        g[:] = 0.0
+                        continue
+                    wsl = (ws[0][slot], ws[1][slot], ws[2][slot], ws[3][slot], ws[4][slot], ws[5][slot])
+                    V, pres, posts = _views(widths, Zt[slot, :n], wsl)
+                    _dv_global(code, V, ml, n - ml, vmax, s, dVs[slot])
+                    _backward(
+                        theta, g, widths, w_off, b_off, acts, pres, posts, dVs[slot], n, True, False, wsl
+                    )
+            _barrier(par)
+            for p in range(P):
+                acc = gpart[b, 0, p]
+                for lane in range(1, LANES):
+                    acc += gpart[b, lane, p]
+                grad[p] = acc
+            if trained_nu:
+                _, d_nu, _, _, _ = _combined(code, nu, spart[b], M, N)
+                grad[P - 1] = _f32(-d_nu)
+            else:
+                grad[P - 1] = _f32(0.0)
+            _adam(theta, grad, mom, vel, row, tstep, lr, beta1, beta2, eps)
             _project(theta, widths, w_off, pvec, v_off, lip, scale, power_its)
 
     @_jit
@@ -563,99 +1084,192 @@ if numba is not None:
         dead_time,
         dead_info,
         rec,
+        rank,
+        nthreads,
+        sync,
+        gpart,
+        spart,
+        epart,
     ):
-        """Advance ``members`` by up to ``n_steps`` particle steps from global step n0.
+        """Advance ``members`` by up to ``n_steps`` particle steps from global step n0, as thread
+        ``rank`` of ``nthreads`` that share this member group (see ``group_buffers``).
 
         Per step and member: train φ (with the Adam reset if asked), evaluate (φ, ∇φ) at particles,
         generated points and target, move (Euler, or Heun with φ retrained at the predictor), test
         for non-finite values and runaways, and record into rec[step, field, member] every
-        ``record_every`` steps (NaN where a member is inactive). Returns the steps taken."""
+        ``record_every`` steps (NaN where a member is inactive). A member's rows are split into
+        LANES fixed lanes; each thread runs the lanes ``rank``, ``rank + nthreads``, …, and the
+        lanes' partial sums are combined in lane order, so the result does not depend on the
+        thread count. Rank 0 owns the shared state (parameters, time, status, records); other
+        ranks step private copies of the parameters identically. Returns the steps taken."""
         M, d = Y.shape[1], Y.shape[2]
         Gn = Gen.shape[1]
         N = X.shape[1]
         P = theta.shape[1]
-        n_eval = M + Gn + N
         n_move = M + Gn
-        adam = (mom, vel, tstep, beta1, beta2, eps)
+        count = np.zeros(1, dtype=np.int64)
+        par = (rank, nthreads, sync, count)
+        if rank == 0:
+            TH, MO, VE, TS, PV = theta, mom, vel, tstep, pvec
+        else:
+            TH, MO, VE, TS, PV = theta.copy(), mom.copy(), vel.copy(), tstep.copy(), pvec.copy()
+        live = alive.copy()
+        _barrier(par)  # every copy is taken before rank 0 changes anything
         net = (widths, w_off, b_off, v_off, acts)
-        Z = np.empty((n_eval, d), dtype=np.float32)  # [particles; generated; target]
-        Zt = np.empty((M + N, d), dtype=np.float32)  # [particles; target], for training
-        dV = np.empty(n_eval, dtype=np.float32)
+        shared = (gpart, spart)
+        slots = (LANES - rank + nthreads - 1) // nthreads
+        most = (M + LANES - 1) // LANES + (Gn + LANES - 1) // LANES + (N + LANES - 1) // LANES
+        Zs = np.empty((most, d), dtype=np.float32)  # evaluation rows: lanes take turns
+        dVs = np.empty((slots, most), dtype=np.float32)
+        one = _workspace(widths, most)
+        ws = (
+            np.empty((slots, one[0].size), dtype=np.float32),
+            np.empty((slots, one[1].size), dtype=np.float32),
+            np.empty((slots, one[2].size), dtype=np.float32),
+            np.empty((slots, one[3].size), dtype=np.float32),
+            np.empty((slots, one[4].size), dtype=np.float32),
+            np.empty((slots, one[5].size), dtype=np.float32),
+        )
+        lanes = (np.empty((slots, most, d), dtype=np.float32), dVs, ws)
         grad = np.empty(P, dtype=np.float32)
-        ws = _workspace(widths, n_eval)
         v1 = np.empty((n_move, d), dtype=np.float32)
         y_new = np.empty((n_move, d), dtype=np.float32)
+        evals = 0
         taken = 0
         for s in range(n_steps):
             n = n0 + s
             any_active = False
             for k in members:
-                if alive[k] and n < steps_limit[k]:
+                if live[k] and n < steps_limit[k]:
                     any_active = True
             if not any_active:
                 break
             record = n % record_every == 0
             for k in members:
-                if record:
+                if record and rank == 0:
                     for fld in range(6):
                         rec[s, fld, k] = np.nan
-                if not (alive[k] and n < steps_limit[k]):
+                if not (live[k] and n < steps_limit[k]):
                     continue
-                theta_k = theta[k]
+                theta_k = TH[k]
                 code = codes[k]
                 member = (code, alpha[k], lr[k], lip[k], scale[k], inner, power_its)
                 if reset_adam:
-                    mom[k, :] = 0.0
-                    vel[k, :] = 0.0
-                    tstep[k] = 0.0
-                # stage 0: train at Y, then (φ, ∇φ) at [Y; generated; X]
-                Zt[:M] = Y[k]
-                Zt[M:] = X[k]
-                _train(k, Zt, M, theta_k, grad, adam, net, pvec[k], member, dV, ws)
-                Z[:M] = Y[k]
-                Z[M:n_move] = Gen[k]
-                Z[n_move:] = X[k]
-                V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, ws)
-                value, _, gauge = _objective(code, alpha[k], theta_k[P - 1], V, 0, M, n_move, N, dV)
-                G_in = _field(code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts, n_move, dV, ws)
-                kinetic = 0.0
-                speed = 0.0
-                for r in range(n_move):
-                    sq = 0.0
-                    for c in range(d):
-                        v1[r, c] = -G_in[r, c]
-                        sq += G_in[r, c] * G_in[r, c]
-                    if r < M:
-                        kinetic += sq
-                        speed = max(speed, sq)
-                kinetic32 = _f32(kinetic / M)
+                    MO[k, :] = 0.0
+                    VE[k, :] = 0.0
+                    TS[k] = 0.0
+                adam = (MO, VE, TS, beta1, beta2, eps)
+                # stage 0: train at Y, then (φ, ∇φ) at each lane's [Y; generated; X] rows
+                _train(k, k, Y[k], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
                 h = dt[k]
-                for r in range(n_move):
-                    for c in range(d):
-                        y_new[r, c] = Z[r, c] + h * v1[r, c]
+                nu = theta_k[P - 1]
+                e = evals % 2
+                for lane in range(rank, LANES, nthreads):
+                    slot = lane // nthreads
+                    p0, p1 = _lane(M, lane)
+                    g0, g1 = _lane(Gn, lane)
+                    q0, q1 = _lane(N, lane)
+                    ml = p1 - p0
+                    nm = ml + g1 - g0
+                    nl = q1 - q0
+                    st = epart[e, lane]
+                    st[:] = 0.0
+                    st[S_GAUGE] = -np.inf
+                    st[S_VMAX] = -np.inf
+                    st[S_FINITE] = 1.0
+                    if nm + nl == 0:
+                        continue
+                    Z = Zs[: nm + nl]
+                    Z[:ml] = Y[k, p0:p1]
+                    Z[ml:nm] = Gen[k, g0:g1]
+                    Z[nm:] = X[k, q0:q1]
+                    wsl = (ws[0][0], ws[1][0], ws[2][0], ws[3][0], ws[4][0], ws[5][0])
+                    V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
+                    _objective_part(code, alpha[k], nu, V, 0, ml, nm, nl, M, N, dVs[slot], st)
+                    G_in = _field(
+                        code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts, nm, dVs[slot], wsl
+                    )
+                    kinetic = 0.0
+                    speed = 0.0
+                    for r in range(nm):
+                        row = p0 + r if r < ml else M + g0 + r - ml
+                        sq = 0.0
+                        for c in range(d):
+                            v1[row, c] = -G_in[r, c]
+                            sq += G_in[r, c] * G_in[r, c]
+                            y_new[row, c] = Z[r, c] + h * v1[row, c]
+                        if r < ml:
+                            kinetic += sq
+                            speed = max(speed, sq)
+                    st[S_KIN] = kinetic
+                    st[S_SPEED] = speed
                 if heun[k]:
                     # Remark 3.2: retrain φ at the predictor, average the two velocities
-                    Zt[:M] = y_new[:M]
-                    _train(k, Zt, M, theta_k, grad, adam, net, pvec[k], member, dV, ws)
-                    V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, y_new, ws)
-                    G_in = _field(
-                        code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts, n_move, dV, ws
-                    )
-                    half = _f32(0.5) * h
-                    for r in range(n_move):
-                        y0 = Y[k, r] if r < M else Gen[k, r - M]
+                    _train(k, k, y_new[:M], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
+                    for lane in range(rank, LANES, nthreads):
+                        slot = lane // nthreads
+                        p0, p1 = _lane(M, lane)
+                        g0, g1 = _lane(Gn, lane)
+                        ml = p1 - p0
+                        nm = ml + g1 - g0
+                        if nm == 0:
+                            continue
+                        Z = Zs[:nm]
+                        Z[:ml] = y_new[p0:p1]
+                        Z[ml:] = y_new[M + g0 : M + g1]
+                        wsl = (ws[0][0], ws[1][0], ws[2][0], ws[3][0], ws[4][0], ws[5][0])
+                        V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
+                        G_in = _field(
+                            code,
+                            theta_k,
+                            grad,
+                            widths,
+                            w_off,
+                            b_off,
+                            acts,
+                            V,
+                            pres,
+                            posts,
+                            nm,
+                            dVs[slot],
+                            wsl,
+                        )
+                        half = _f32(0.5) * h
+                        for r in range(nm):
+                            row = p0 + r if r < ml else M + g0 + r - ml
+                            y0 = Y[k, row] if row < M else Gen[k, row - M]
+                            for c in range(d):
+                                y_new[row, c] = y0[c] + half * (v1[row, c] - G_in[r, c])
+                for lane in range(rank, LANES, nthreads):
+                    p0, p1 = _lane(M, lane)
+                    g0, g1 = _lane(Gn, lane)
+                    finite = True
+                    extent = 0.0
+                    for row in range(p0, p1 + g1 - g0):
+                        rr = row if row < p1 else M + g0 + row - p1
                         for c in range(d):
-                            y_new[r, c] = y0[c] + half * (v1[r, c] - G_in[r, c])
-                finite = math.isfinite(value) and math.isfinite(kinetic32)
+                            x = y_new[rr, c]
+                            if not math.isfinite(x):
+                                finite = False
+                            extent = max(extent, abs(float(x)))
+                    epart[e, lane, S_FINITE] = 1.0 if finite else 0.0
+                    epart[e, lane, S_EXTENT] = extent
+                _barrier(par)
+                evals += 1
+                value, _, gauge, _, _ = _combined(code, nu, epart[e], M, N)
+                kinetic = 0.0
+                speed = 0.0
+                finite = math.isfinite(value)
                 extent = 0.0
-                for r in range(n_move):
-                    for c in range(d):
-                        x = y_new[r, c]
-                        if not math.isfinite(x):
-                            finite = False
-                        extent = max(extent, abs(float(x)))
+                for lane in range(LANES):
+                    kinetic += epart[e, lane, S_KIN]
+                    speed = max(speed, epart[e, lane, S_SPEED])
+                    finite = finite and epart[e, lane, S_FINITE] == 1.0
+                    extent = max(extent, epart[e, lane, S_EXTENT])
+                kinetic32 = _f32(kinetic / M)
+                finite = finite and math.isfinite(kinetic32)
                 healthy = finite and not extent > runaway[k]
-                if record:
+                if record and rank == 0:
                     rec[s, REC_TIME, k] = t[k]
                     rec[s, REC_KINETIC, k] = kinetic32
                     rec[s, REC_DIVERGENCE, k] = _f32(value)
@@ -663,15 +1277,21 @@ if numba is not None:
                     rec[s, REC_BOUND, k] = _lipschitz_bound(theta_k, widths, w_off, dvec[k], v_off)
                     rec[s, REC_GAUGE, k] = _f32(gauge)
                 if healthy:
-                    Y[k] = y_new[:M]
-                    Gen[k] = y_new[M:]
-                    t[k] += float(h)
+                    for lane in range(rank, LANES, nthreads):
+                        p0, p1 = _lane(M, lane)
+                        g0, g1 = _lane(Gn, lane)
+                        Y[k, p0:p1] = y_new[p0:p1]
+                        Gen[k, g0:g1] = y_new[M + g0 : M + g1]
+                    if rank == 0:
+                        t[k] += float(h)
                 else:
-                    alive[k] = False
-                    dead_step[k] = n
-                    dead_time[k] = t[k]
-                    dead_info[k, 0] = 1.0 if finite else 0.0
-                    dead_info[k, 1] = gauge
+                    live[k] = False
+                    if rank == 0:
+                        alive[k] = False
+                        dead_step[k] = n
+                        dead_time[k] = t[k]
+                        dead_info[k, 0] = 1.0 if finite else 0.0
+                        dead_info[k, 1] = gauge
             taken += 1
         return taken
 
@@ -705,6 +1325,18 @@ def compile_error() -> str | None:
 def compile_seconds() -> float | None:
     """Seconds the compile (or cache load) took in this process, once done."""
     return _STATE.seconds
+
+
+def group_buffers(n_params: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the threads running one member group share: a barrier counter and a failure flag, the
+    lanes' gradient partials and the lanes' training and evaluation statistics (two of each,
+    alternating by barrier parity so that no thread overwrites what a partner is still reading)."""
+    return (
+        np.zeros(2, dtype=np.int64),
+        np.empty((2, LANES, n_params), dtype=np.float32),
+        np.empty((2, LANES, NSTAT)),
+        np.empty((2, LANES, NSTAT)),
+    )
 
 
 def _find_blas() -> None:
@@ -835,4 +1467,7 @@ def _smoke_run() -> None:
         np.full(K, np.nan),
         np.zeros((K, 2)),
         np.zeros((2, 6, K)),
+        0,
+        1,
+        *group_buffers(P),
     )

@@ -31,8 +31,8 @@ KINDS = [
 ]
 
 
-def _net(activation: str, seed: int = 0) -> BatchedMLP:
-    return BatchedMLP(1, 3, (7, 5), [activation, activation], [seed])
+def _net(activation: str, seed: int = 0, d: int = 3, hidden: tuple[int, int] = (7, 5)) -> BatchedMLP:
+    return BatchedMLP(1, d, hidden, [activation, activation], [seed])
 
 
 def _layout(net: BatchedMLP) -> dict[str, np.ndarray]:
@@ -46,11 +46,15 @@ def _layout(net: BatchedMLP) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "softplus", "smooth_relu"])
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.label)
-def test_forward_objective_and_gradients_match_the_eager_path(activation: str, kind: ObjectiveKind) -> None:
-    net = _net(activation)
+@pytest.mark.parametrize("shape", [(3, (7, 5)), (2, (32, 64))], ids=["blas-widths", "register-widths"])
+def test_forward_objective_and_gradients_match_the_eager_path(
+    activation: str, kind: ObjectiveKind, shape: tuple[int, tuple[int, int]]
+) -> None:
+    d, hidden = shape
+    net = _net(activation, d=d, hidden=hidden)
     M, N = 9, 11
     gen = torch.Generator().manual_seed(1)
-    Z = torch.randn(1, M + N, 3, generator=gen)
+    Z = torch.randn(1, M + N, d, generator=gen)
     alpha = torch.tensor([3.0])
     with torch.no_grad():
         net.nu.fill_(0.2)
@@ -81,6 +85,57 @@ def test_forward_objective_and_gradients_match_the_eager_path(activation: str, k
     field = kernel._field(code, theta, grad, lay["widths"], lay["w_off"], lay["b_off"], lay["acts"], V, pres,
                           posts, M + N, dV, ws)  # fmt: skip
     np.testing.assert_allclose(field, grad_x[0].numpy(), rtol=1e-4, atol=1e-6)
+
+
+MATMUL_SHAPES = [(0, 32, 32), (1, 32, 32), (3, 2, 32), (33, 32, 64), (400, 32, 32), (7, 32, 2), (5, 48, 40)]
+
+
+@pytest.mark.parametrize("n,k,m", MATMUL_SHAPES)
+def test_register_matrix_products_match_numpy(n: int, k: int, m: int) -> None:
+    """The 8-wide kernels for 32k result columns, and the BLAS fallback for other widths."""
+    rng = np.random.default_rng(n + k + m)
+    A = rng.standard_normal((n, k)).astype(np.float32)
+    B = rng.standard_normal((k, m)).astype(np.float32)
+    Z = rng.standard_normal((n + 2, m)).astype(np.float32)  # pre-activations may have more rows
+    C = np.full((n, m), np.nan, dtype=np.float32)
+    kernel._matmul(A, B, C)
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5, atol=1e-4)
+    kernel._matmul_relu(A, B, C, Z)
+    np.testing.assert_allclose(C, np.where(Z[:n] > 0, A @ B, 0.0), rtol=1e-5, atol=1e-4)
+    G = rng.standard_normal((n, k)).astype(np.float32)
+    H = rng.standard_normal((n, m)).astype(np.float32)
+    W = np.full((k, m), np.nan, dtype=np.float32)
+    kernel._matmul_tn(G, H, W)
+    np.testing.assert_allclose(W, G.T @ H, rtol=1e-4, atol=1e-3)
+    sums = np.full(m, np.nan, dtype=np.float32)
+    kernel._column_sums(H, sums)
+    np.testing.assert_allclose(sums, H.sum(axis=0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
+def test_register_products_take_strided_views_through_the_fallback() -> None:
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((32, 40)).astype(np.float32).T  # 40 × 32, columns not contiguous
+    B = rng.standard_normal((32, 32)).astype(np.float32)
+    C = np.empty((40, 32), dtype=np.float32)
+    kernel._matmul(A, B, C)
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5, atol=1e-4)
+    W = np.empty((32, 32), dtype=np.float32)
+    kernel._matmul_tn(A, A[:, ::-1], W)
+    np.testing.assert_allclose(W, A.T @ A[:, ::-1], rtol=1e-4, atol=1e-3)
+
+
+def test_relu_derivative_zeroes_non_finite_products_as_torch_does() -> None:
+    """ReLU's derivative is 0 where z ≤ 0 whatever the incoming gradient (∞ · 0 is not NaN here)."""
+    A = np.full((4, 1), np.inf, dtype=np.float32)
+    B = np.ones((1, 32), dtype=np.float32)
+    Z = np.where(np.arange(4 * 32).reshape(4, 32) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    C = np.empty((4, 32), dtype=np.float32)
+    kernel._matmul_relu(A, B, C, Z)
+    assert np.array_equal(C, np.where(Z > 0, np.inf, 0.0).astype(np.float32))
+    g = np.empty((4, 32), dtype=np.float32)
+    kernel._relu_outer(g, np.full(4, np.inf, dtype=np.float32), np.ones(32, dtype=np.float32), Z)
+    assert np.array_equal(g, C)
 
 
 def test_adam_matches_torchs_fused_adam() -> None:
@@ -192,6 +247,42 @@ def test_a_batch_member_runs_exactly_as_it_does_alone() -> None:
         alone.run()
         assert np.array_equal(alone.particles()[0], batch.particles()[k])
         assert np.array_equal(alone.history.kinetic_energy[:, 0], batch.history.kinetic_energy[:, k])
+
+
+LANE_CASES = {
+    "kl-euler": ({}, 31, 29, 0),
+    "dv-heun-generated": ({"kl_form": "dv", "solver": "heun"}, 31, 29, 5),
+    "dv-naive-reset": ({"kl_form": "dv", "logsumexp": False, "optimizer_state": "reset"}, 20, 21, 0),
+    "alpha-one-particle": ({"f": "alpha", "alpha": 2.0}, 1, 9, 1),
+}
+
+
+@pytest.mark.parametrize("case", list(LANE_CASES))
+def test_a_run_is_bit_for_bit_the_same_on_any_number_of_threads(case: str) -> None:
+    """A member's rows are split into fixed lanes; one thread runs both lanes or two threads run
+    one each (with barriers), and every number comes out the same — including a lane with no
+    particles (M = 1) and the Donsker–Varadhan forms, whose normaliser spans both lanes."""
+    extra, M, N, G = LANE_CASES[case]
+    src = sample("gaussian", M, seed=0, std=0.5)
+    tgt = sample("mixture", N, seed=1, std=0.5)
+    gen = sample("gaussian", G, seed=5) if G else None
+    runs = []
+    for threads in (1, 2, 3):
+        flow = GPAFlow(src, tgt, FlowConfig(steps=15, seed=3, engine="compiled", **extra), generated=gen)
+        flow.kernel_threads = threads
+        flow.step(7)
+        flow.step(8)  # two calls: the second starts from the first one's state on every thread
+        runs.append(flow)
+    first = runs[0]
+    for other in runs[1:]:
+        assert np.array_equal(other.particles(), first.particles())
+        if gen is not None:
+            assert np.array_equal(other.generated(), first.generated())
+        assert np.array_equal(other.net.flat.numpy(), first.net.flat.numpy())
+        assert np.array_equal(other.optimizer.v.numpy(), first.optimizer.v.numpy())
+        for name in first.history.FIELDS:
+            assert np.array_equal(getattr(other.history, name), getattr(first.history, name), equal_nan=True)
+    assert first.summary()[0].steps == 15
 
 
 def test_select_continues_on_the_compiled_path_exactly() -> None:
