@@ -14,7 +14,9 @@ physical time is recorded and its last finite particles are kept. Members never 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +181,8 @@ class GPAFlow:
         #: threads for the compiled path's member groups (a caller running several flows at once,
         #: such as an ensemble's workers, lowers it so that threads never outnumber cores)
         self.kernel_threads = cpu_threads()
+        self._kernel_pool: ThreadPoolExecutor | None = None  # kept between steps: threads cost ~1 ms
+        self._scratch: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # per (task, threads)
         self._pending: list[tuple[int, dict[str, Tensor]]] = []
         self._latest: dict[str, np.ndarray] = {}
         if self.engine == "compiled":
@@ -493,7 +497,14 @@ class GPAFlow:
         opt = self.optimizer
         G = self.G_c  # the generated particles (self.G is this tensor), or an empty (K, 0, d)
 
-        def run(members: np.ndarray, rank: int, threads: int, shared: tuple[np.ndarray, ...]) -> int:
+        def run(
+            task: int, members: np.ndarray, rank: int, threads: int, shared: tuple[np.ndarray, ...]
+        ) -> int:
+            key = (task, threads)  # each concurrent task its own working memory
+            if key not in self._scratch:
+                self._scratch[key] = kernel.thread_scratch(
+                    p["widths"], self.M, G.shape[1], self.N, self.net.flat.shape[1], rank, threads
+                )
             try:
                 return int(
                     kernel.run_members(
@@ -507,7 +518,7 @@ class GPAFlow:
                         opt.beta1, opt.beta2, opt.eps,
                         self.alive.numpy(), self.t.numpy(), self.runaway_radius.numpy(),
                         self.diverged_step.numpy(), self.diverged_time.numpy(), dead_info, rec,
-                        rank, threads, *shared,
+                        rank, threads, *shared, self._scratch[key],
                     )
                 )  # fmt: skip
             except BaseException:
@@ -528,14 +539,11 @@ class GPAFlow:
         for g in range(n_groups):
             members = np.sort(order[g::n_groups]).astype(np.int64)
             shared = kernel.group_buffers(self.net.flat.shape[1])
-            tasks += [(members, rank, per_group, shared) for rank in range(per_group)]
+            tasks += [(len(tasks) + rank, members, rank, per_group, shared) for rank in range(per_group)]
         if len(tasks) == 1:
             taken = run(*tasks[0])
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(len(tasks)) as pool:  # every task at once: partners wait on each other
-                taken = max(pool.map(lambda task: run(*task), tasks))
+        else:  # every task at once (partners wait on each other at barriers): a worker each
+            taken = max(self._pool(len(tasks)).map(lambda task: run(*task), tasks))
         every = self.configs[0].record_every
         rows = [s for s in range(taken) if (self.n + s) % every == 0]
         if rows:
@@ -547,6 +555,18 @@ class GPAFlow:
             self.reasons[k] = self._divergence_reason(int(k), bool(dead_info[k, 0]), float(dead_info[k, 1]))
         self.n += taken
         return taken
+
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        """This flow's worker threads for the compiled path (at least ``workers``), shut down when
+        the flow is garbage collected."""
+        pool = self._kernel_pool
+        if pool is None or pool._max_workers < workers:
+            if pool is not None:
+                pool.shutdown(wait=False)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="gpa-kernel")
+            weakref.finalize(self, pool.shutdown, wait=False)
+            self._kernel_pool = pool
+        return pool
 
     def _divergence_reason(self, k: int, finite: bool, gauge: float) -> str:
         if not finite:

@@ -1090,6 +1090,7 @@ if numba is not None:
         gpart,
         spart,
         epart,
+        scratch,
     ):
         """Advance ``members`` by up to ``n_steps`` particle steps from global step n0, as thread
         ``rank`` of ``nthreads`` that share this member group (see ``group_buffers``).
@@ -1101,12 +1102,13 @@ if numba is not None:
         LANES fixed lanes; each thread runs the lanes ``rank``, ``rank + nthreads``, …, and the
         lanes' partial sums are combined in lane order, so the result does not depend on the
         thread count. Rank 0 owns the shared state (parameters, time, status, records); other
-        ranks step private copies of the parameters identically. Returns the steps taken."""
+        ranks step private copies of the parameters identically. ``scratch`` is this thread's
+        working memory (``thread_scratch``), kept by the caller between calls: fresh megabytes
+        cost more in page faults than a step's arithmetic at M = N = 4096. Returns the steps taken."""
         M, d = Y.shape[1], Y.shape[2]
         Gn = Gen.shape[1]
         N = X.shape[1]
         P = theta.shape[1]
-        n_move = M + Gn
         count = np.zeros(1, dtype=np.int64)
         par = (rank, nthreads, sync, count)
         if rank == 0:
@@ -1117,23 +1119,9 @@ if numba is not None:
         _barrier(par)  # every copy is taken before rank 0 changes anything
         net = (widths, w_off, b_off, v_off, acts)
         shared = (gpart, spart)
-        slots = (LANES - rank + nthreads - 1) // nthreads
-        most = (M + LANES - 1) // LANES + (Gn + LANES - 1) // LANES + (N + LANES - 1) // LANES
-        Zs = np.empty((most, d), dtype=np.float32)  # evaluation rows: lanes take turns
-        dVs = np.empty((slots, most), dtype=np.float32)
-        one = _workspace(widths, most)
-        ws = (
-            np.empty((slots, one[0].size), dtype=np.float32),
-            np.empty((slots, one[1].size), dtype=np.float32),
-            np.empty((slots, one[2].size), dtype=np.float32),
-            np.empty((slots, one[3].size), dtype=np.float32),
-            np.empty((slots, one[4].size), dtype=np.float32),
-            np.empty((slots, one[5].size), dtype=np.float32),
-        )
-        lanes = (np.empty((slots, most, d), dtype=np.float32), dVs, ws)
-        grad = np.empty(P, dtype=np.float32)
-        v1 = np.empty((n_move, d), dtype=np.float32)
-        y_new = np.empty((n_move, d), dtype=np.float32)
+        Zs, Zt, dVs, ws0, ws1, ws2, ws3, ws4, ws5, grad, v1, y_new = scratch
+        ws = (ws0, ws1, ws2, ws3, ws4, ws5)
+        lanes = (Zt, dVs, ws)
         evals = 0
         taken = 0
         for s in range(n_steps):
@@ -1339,6 +1327,36 @@ def group_buffers(n_params: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     )
 
 
+def thread_scratch(
+    widths: np.ndarray, M: int, Gn: int, N: int, P: int, rank: int, nthreads: int
+) -> tuple[np.ndarray, ...]:
+    """Working memory for thread ``rank`` of ``nthreads`` running members of this shape: its lanes'
+    rows and layer buffers (as ``_workspace``, one row per lane it runs), the gradient, and the
+    velocities and new positions of the moving points."""
+    d = int(widths[0])
+    slots = (LANES - rank + nthreads - 1) // nthreads
+    most = sum(-(-n // LANES) for n in (M, Gn, N))  # the largest lane's rows
+    hidden = [int(w) for w in widths[1:-1]]
+    sizes = (
+        most * max(sum(hidden), 1),
+        most * max(sum(hidden), 1),
+        most * max(hidden, default=1),
+        most * max(hidden, default=1),
+        most * d,
+        most,
+    )
+    f32 = np.float32
+    return (
+        np.empty((most, d), dtype=f32),  # evaluation rows: the lanes take turns
+        np.empty((slots, most, d), dtype=f32),  # training rows, per lane
+        np.empty((slots, most), dtype=f32),
+        *(np.empty((slots, size), dtype=f32) for size in sizes),
+        np.empty(P, dtype=f32),
+        np.empty((M + Gn, d), dtype=f32),
+        np.empty((M + Gn, d), dtype=f32),
+    )
+
+
 def _find_blas() -> None:
     """Find the BLAS that compiled code calls (SciPy's OpenBLAS, via ``threadpoolctl``) and run it on
     one thread: the kernel multiplies small matrices from its own threads, one per member group, and
@@ -1470,4 +1488,5 @@ def _smoke_run() -> None:
         0,
         1,
         *group_buffers(P),
+        thread_scratch(widths, M, 0, N, P, 0, 1),
     )

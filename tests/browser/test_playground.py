@@ -56,8 +56,9 @@ def test_play_moves_particles_and_counter(
             else None
         ),
     )
-    # 20,000 steps: the compiled path would finish the default 500 within a second or two
-    page.goto(f"{streamlit_server}/?steps=20000", timeout=90_000)
+    # a million steps (the widget's maximum): the compiled path finishes the default 500 in a
+    # fraction of a second and 20,000 in about six, so shorter runs can end before the test looks
+    page.goto(f"{streamlit_server}/?steps=1000000", timeout=90_000)
     wait_for_app(page, timeout=120)
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     chart.wait_for(timeout=90_000)
@@ -78,8 +79,8 @@ def test_play_moves_particles_and_counter(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "playground_playing.png"), full_page=True)
 
-    # Pause and Step on a run long enough not to finish first (a link that sets 20,000 steps)
-    page.goto(f"{streamlit_server}/?steps=20000", timeout=90_000)
+    # Pause and Step on a run long enough not to finish first (a link that sets a million steps)
+    page.goto(f"{streamlit_server}/?steps=1000000", timeout=90_000)
     wait_for_app(page, timeout=120)
     page.get_by_role("button", name="Play", exact=True).click()
     page.get_by_role("button", name="Pause", exact=True).wait_for(timeout=90_000)
