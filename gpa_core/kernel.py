@@ -240,28 +240,41 @@ if numba is not None:
     @_jit
     def _contiguous_rows(A):
         """Whether a float32 matrix is laid out row after row with no gaps (flat indexing works)."""
+        if A.size == 0:  # NumPy may give empty arrays zero strides
+            return True
         return (A.shape[1] <= 1 or A.strides[1] == 4) and (A.shape[0] <= 1 or A.strides[0] == 4 * A.shape[1])
 
     @_jit
     def _panels_fit(A, B, C):
         return B.shape[1] % 32 == 0 and _contiguous_rows(A) and _contiguous_rows(B) and _contiguous_rows(C)
 
+    PLAIN, RELU_MASK, BIAS_RELU = range(3)  # what _matmul_into does as it stores a block of rows
+
     @_jit
     def _matmul(A, B, C):
         """C = A B (A: n × K, B: K × m, C: n × m)."""
-        _matmul_into(A, B, C, C, False)
+        _matmul_into(A, B, C, C, C[:0, 0], C, PLAIN)
 
     @_jit
     def _matmul_relu(A, B, C, Z):
         """C = (A B) ⊙ 1[Z > 0]: a product followed by ReLU's derivative at pre-activations Z
         (n × m, or more rows), applied as the rows are stored. (Masking C in place afterwards
         compiles to masked stores, which are microcoded and slow on AMD Zen.)"""
-        _matmul_into(A, B, C, Z, True)
+        _matmul_into(A, B, C, Z, C[:0, 0], C, RELU_MASK)
 
     @_jit
-    def _matmul_into(A, B, C, Z, masked):
-        if not _panels_fit(A, B, C) or (masked and not _contiguous_rows(Z)):
-            if not masked:
+    def _matmul_bias_relu(A, B, C, b, post):
+        """A ReLU layer's forward pass: pre-activations C = A B + b and outputs post = max(C, 0),
+        both written as the rows are stored (False where the register kernels do not fit)."""
+        if not (_panels_fit(A, B, C) and _contiguous_rows(post) and b.strides[0] == 4):
+            return False
+        _matmul_into(A, B, C, C, b, post, BIAS_RELU)
+        return True
+
+    @_jit
+    def _matmul_into(A, B, C, Z, b, post, mode):
+        if not _panels_fit(A, B, C) or (mode == RELU_MASK and not _contiguous_rows(Z)):
+            if mode == PLAIN:
                 np.dot(A, B, C)
                 return
             product = np.dot(A, B)
@@ -273,6 +286,13 @@ if numba is not None:
         n, K = A.shape
         m = B.shape[1]
         for p in range(0, m, 32):
+            if mode == BIAS_RELU:
+                bias0 = _vload(b, p)
+                bias1 = _vload(b, p + 8)
+                bias2 = _vload(b, p + 16)
+                bias3 = _vload(b, p + 24)
+            else:
+                bias0 = bias1 = bias2 = bias3 = _vzero()
             r = 0
             while r < n:
                 two = r + 1 < n
@@ -303,7 +323,25 @@ if numba is not None:
                     c12 = _vfma(x1, b2, c12)
                     c13 = _vfma(x1, b3, c13)
                 o = r * m + p
-                if masked:
+                if mode == BIAS_RELU:
+                    c00 = _vadd(c00, bias0)
+                    c01 = _vadd(c01, bias1)
+                    c02 = _vadd(c02, bias2)
+                    c03 = _vadd(c03, bias3)
+                    _vstore(post, o, _vwhere_positive(c00, c00))
+                    _vstore(post, o + 8, _vwhere_positive(c01, c01))
+                    _vstore(post, o + 16, _vwhere_positive(c02, c02))
+                    _vstore(post, o + 24, _vwhere_positive(c03, c03))
+                    if two:
+                        c10 = _vadd(c10, bias0)
+                        c11 = _vadd(c11, bias1)
+                        c12 = _vadd(c12, bias2)
+                        c13 = _vadd(c13, bias3)
+                        _vstore(post, o + m, _vwhere_positive(c10, c10))
+                        _vstore(post, o + m + 8, _vwhere_positive(c11, c11))
+                        _vstore(post, o + m + 16, _vwhere_positive(c12, c12))
+                        _vstore(post, o + m + 24, _vwhere_positive(c13, c13))
+                if mode == RELU_MASK:
                     c00 = _vwhere_positive(_vload(Z, o), c00)
                     c01 = _vwhere_positive(_vload(Z, o + 8), c01)
                     c02 = _vwhere_positive(_vload(Z, o + 16), c02)
@@ -490,9 +528,9 @@ if numba is not None:
     @_jit
     def _forward(theta, widths, w_off, b_off, acts, Z, ws):
         """φ's network output V at the rows of Z (n, d), with the pre-activations and the layer
-        inputs (Z first) kept for the backward pass. Products go to the register kernels (BLAS
-        for widths they do not fit); bias and activation are one pass over each layer's output.
-        Outputs live in the workspace ``ws``."""
+        inputs (Z first) kept for the backward pass. Products go to the register kernels, which
+        add the bias and apply ReLU as they store (BLAS for widths they do not fit, then bias and
+        activation in one pass). Outputs live in the workspace ``ws``."""
         V, pres, posts = _views(widths, Z, ws)
         D = widths.shape[0] - 1
         n = Z.shape[0]
@@ -505,6 +543,10 @@ if numba is not None:
             z = pres[layer]
             a = posts[layer + 1]
             WT = np.ascontiguousarray(W.T)
+            code = acts[layer]
+            if code == RELU and _matmul_bias_relu(h, WT, z, b, a):
+                h = a
+                continue
             if _panels_fit(h, WT, z) or i > SMALL_INPUT:
                 _matmul(h, WT, z)
             else:  # a few input columns (2-D data) and odd widths: one pass beats a BLAS call
@@ -515,7 +557,6 @@ if numba is not None:
                         x = h[r, c]
                         for j in range(o):
                             z[r, j] += x * WT[c, j]
-            code = acts[layer]
             # 2-D indexing and selects rather than row views and conditional stores: these loops
             # vectorize (row views and `if …: x = 0` were 30× slower at M = N = 4096)
             if code == RELU:

@@ -102,6 +102,13 @@ def test_register_matrix_products_match_numpy(n: int, k: int, m: int) -> None:
     np.testing.assert_allclose(C, A @ B, rtol=1e-5, atol=1e-4)
     kernel._matmul_relu(A, B, C, Z)
     np.testing.assert_allclose(C, np.where(Z[:n] > 0, A @ B, 0.0), rtol=1e-5, atol=1e-4)
+    bias = rng.standard_normal(m).astype(np.float32)
+    post = np.full((n, m), np.nan, dtype=np.float32)
+    if kernel._matmul_bias_relu(A, B, C, bias, post):
+        np.testing.assert_allclose(C, A @ B + bias, rtol=1e-5, atol=1e-4)
+        assert np.array_equal(post, np.maximum(C, 0.0))
+    else:
+        assert m % 32 != 0  # only widths the register kernels do not fit are refused
     G = rng.standard_normal((n, k)).astype(np.float32)
     H = rng.standard_normal((n, m)).astype(np.float32)
     W = np.full((k, m), np.nan, dtype=np.float32)
