@@ -181,7 +181,7 @@ class GPAFlow:
         #: threads for the compiled path's member groups (a caller running several flows at once,
         #: such as an ensemble's workers, lowers it so that threads never outnumber cores)
         self.kernel_threads = cpu_threads()
-        self._kernel_pool: ThreadPoolExecutor | None = None  # kept between steps: threads cost ~1 ms
+        self._kernel_pool: tuple[ThreadPoolExecutor, int] | None = None  # (pool, size), kept: ~1 ms to make
         self._scratch: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # per (task, threads)
         self._pending: list[tuple[int, dict[str, Tensor]]] = []
         self._latest: dict[str, np.ndarray] = {}
@@ -559,14 +559,13 @@ class GPAFlow:
     def _pool(self, workers: int) -> ThreadPoolExecutor:
         """This flow's worker threads for the compiled path (at least ``workers``), shut down when
         the flow is garbage collected."""
-        pool = self._kernel_pool
-        if pool is None or pool._max_workers < workers:
-            if pool is not None:
-                pool.shutdown(wait=False)
+        if self._kernel_pool is None or self._kernel_pool[1] < workers:
+            if self._kernel_pool is not None:
+                self._kernel_pool[0].shutdown(wait=False)
             pool = ThreadPoolExecutor(workers, thread_name_prefix="gpa-kernel")
             weakref.finalize(self, pool.shutdown, wait=False)
-            self._kernel_pool = pool
-        return pool
+            self._kernel_pool = (pool, workers)
+        return self._kernel_pool[0]
 
     def _divergence_reason(self, k: int, finite: bool, gauge: float) -> str:
         if not finite:
