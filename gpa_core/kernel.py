@@ -111,10 +111,15 @@ if numba is not None:
 
         return sig, codegen
 
-    # give up the rest of the time slice while spinning at a barrier (POSIX / Windows)
-    _yield_core = types.ExternalFunction(
-        "SwitchToThread" if sys.platform == "win32" else "sched_yield", types.intc()
-    )
+    # a thread waiting at a barrier for a partner that is not running sleeps for a moment: the
+    # core falls idle, so the scheduler can move the partner (or the app's UI thread) onto it.
+    # (Yielding is not enough: it only hands the core to threads already queued on it.)
+    if sys.platform == "win32":
+        _sleep_a_moment = types.ExternalFunction("Sleep", types.void(types.uint32))  # milliseconds
+        _SLEEP_UNITS = 0  # Sleep(0): give up the time slice
+    else:
+        _sleep_a_moment = types.ExternalFunction("usleep", types.intc(types.uint32))  # microseconds
+        _SLEEP_UNITS = 20
 
     # -- 8-wide float32 registers for the small matrix products ------------------------------------
     # OpenBLAS packs its operands before every product; for the shapes here (n × 32 by 32 × 32) the
@@ -929,9 +934,8 @@ if numba is not None:
             if _atomic_load(sync, 1) != 0:  # a partner thread failed: stop waiting for it
                 return
             spins += 1
-            if spins == 2000:  # the partner is descheduled: give the core away
-                _yield_core()
-                spins = 0
+            if spins >= 40_000:  # ~100 µs: the partner is not running; free this core for it
+                _sleep_a_moment(_SLEEP_UNITS)
 
     @_jit
     def _train(row, k, pts, X, theta, grad, adam, net, pvec, member, shared, lanes, par):
