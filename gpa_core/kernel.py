@@ -934,7 +934,7 @@ if numba is not None:
             if _atomic_load(sync, 1) != 0:  # a partner thread failed: stop waiting for it
                 return
             spins += 1
-            if spins >= 40_000:  # ~100 µs: the partner is not running; free this core for it
+            if spins >= 40_000:  # ~30 µs: the partner is not running; free this core for it
                 _sleep_a_moment(_SLEEP_UNITS)
 
     @_jit
