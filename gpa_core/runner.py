@@ -691,12 +691,10 @@ class Runner:
             if run is not None and run.flow.M + run.flow.N < SMALL_PROBLEM:
                 torch.set_num_threads(1)
             while True:
-                cmd = self._next_command()
+                cmd = self._next_command()  # marks the runner busy as it hands out the command
                 if cmd is None:
                     return
                 kind, arg = cmd
-                with self._cond:
-                    self._busy = True
                 try:
                     self._handle(kind, arg)
                 finally:
@@ -713,12 +711,15 @@ class Runner:
                 self._cond.notify_all()
 
     def _next_command(self) -> tuple[str, Any] | None:
-        """Wait for the next thing to do: a queued command, a chunk while playing, or exit (stop/idle)."""
+        """Wait for the next thing to do: a queued command, a chunk while playing, or exit (stop/idle).
+        A command leaves the queue and the runner turns busy in one step under the lock, so
+        ``wait_idle`` never sees an empty queue and an idle runner while a command is in hand."""
         with self._cond:
             while True:
                 if self._stop_requested:
                     return None
                 if self._commands:
+                    self._busy = True
                     return self._commands.popleft()
                 now = time.monotonic()
                 idle = now - self._last_poll
@@ -733,6 +734,7 @@ class Runner:
                         self._cond.notify_all()
                     return None
                 if self._playing and self._state not in ("error", "finished"):
+                    self._busy = True
                     return ("chunk", None)
                 self._cond.wait(min(1.0, self.idle_timeout - idle))
 

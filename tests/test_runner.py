@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -141,6 +142,21 @@ def test_invalid_update_leaves_run_untouched(make_runner) -> None:
         r.replace_data(np.zeros((10, 3)), np.zeros((10, 2)))  # dimensions disagree
     s2 = r.wait_idle()
     assert s2.run_id == s.run_id and s2.n == 2
+
+
+def test_wait_idle_waits_for_a_command_in_hand(make_runner) -> None:
+    """The worker takes a command off the queue and turns busy under one lock: ``wait_idle`` must
+    never see an empty queue and an idle worker while a step is still to be done (it did when the
+    two were separate, whenever the interpreter switched threads between them)."""
+    r = make_runner()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: open any window there is
+    try:
+        for i in range(1, 401):
+            r.step_once(1)
+            assert r.wait_idle().n == i
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def test_deterministic_reset(make_runner) -> None:
