@@ -181,6 +181,11 @@ class GPAFlow:
         #: threads for the compiled path's member groups (a caller running several flows at once,
         #: such as an ensemble's workers, lowers it so that threads never outnumber cores)
         self.kernel_threads = cpu_threads()
+        #: threads that may share one member's rows (its two lanes) when members are fewer than
+        #: threads. 1 by default: a lone run then leaves the other core to the app's UI, other
+        #: sessions and batches (where it gains nothing: the playground ran ~770 steps/s either
+        #: way); 2 makes a single large run about 1.7× faster. Results are the same bit for bit.
+        self.threads_per_member = 1
         self._kernel_pool: tuple[ThreadPoolExecutor, int] | None = None  # (pool, size), kept: ~1 ms to make
         self._scratch: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # per (task, threads)
         self._pending: list[tuple[int, dict[str, Tensor]]] = []
@@ -526,14 +531,14 @@ class GPAFlow:
                 raise
 
         # only members with steps to go, dealt longest-first round robin: equal work per thread;
-        # with fewer members than threads, a member's lanes are split over several threads
+        # with fewer members than threads, a member's lanes may be split over threads (opt-in)
         steps_left = np.minimum(p["steps_limit"] - self.n, n)
         active = np.flatnonzero(alive_before & (steps_left > 0))
         if active.size == 0:
             return 0
         order = active[np.argsort(-steps_left[active], kind="stable")]
         threads = max(1, self.kernel_threads)
-        per_group = max(1, min(kernel.LANES, threads // active.size))
+        per_group = max(1, min(kernel.LANES, self.threads_per_member, threads // active.size))
         n_groups = min(active.size, max(1, threads // per_group))
         tasks = []
         for g in range(n_groups):
@@ -635,6 +640,7 @@ class GPAFlow:
         new.reasons = [self.reasons[k] for k in keep]
         new.runaway_radius = self.runaway_radius[idx].clone()
         new.kernel_threads = self.kernel_threads
+        new.threads_per_member = self.threads_per_member
         return new
 
     def fit_discriminator(self, iterations: int) -> np.ndarray:

@@ -12,11 +12,12 @@ shapes OpenBLAS spends a third of its time packing operands. Other widths go to 
 activation and ReLU's derivative are fused passes, into buffers allocated once per call.
 
 Parallelism: members are independent, so a batch is split over threads with no synchronisation.
-A member's rows (particles, generated points, target) are also split into ``LANES`` fixed lanes:
-when there are fewer members than cores, each lane runs on its own thread, the lanes' gradient
-and statistic partials meet at a spin barrier once per inner step, and every thread takes the same
-Adam step on its own copy of the parameters. Partials are always combined in lane order, so the
-numbers never depend on the thread count.
+A member's rows (particles, generated points, target) are also split into ``LANES`` fixed lanes.
+One thread runs them one after the other; asked to (``GPAFlow.threads_per_member``, the CLI's
+``--threads``), each lane runs on its own thread, the lanes' gradient and statistic partials meet
+at a spin barrier once per inner step, and every thread takes the same Adam step on its own copy
+of the parameters. Partials are always combined in lane order, so the numbers never depend on the
+thread count.
 
 The arithmetic is the eager path's, in float32 (sums accumulate in float64), and overflow stays an
 outcome: e^{φ-ν-1} beyond float32's range becomes +∞ exactly as it does eagerly. A step agrees with

@@ -72,6 +72,30 @@ def test_engine_can_be_chosen(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice" in capsys.readouterr().err
 
 
+def test_threads_split_a_run_without_changing_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", "--source", "gaussian", "--target", "mixture", "--M", "31", "--N", "29", "--steps", "250"]
+    finals = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"run{threads}.npz"
+        assert main([*args, "--threads", threads, "--json", "--save", str(out)]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["steps"] == 250 and result["engine"] == "compiled"
+        finals.append(np.load(out))
+    assert np.array_equal(finals[0]["particles"], finals[1]["particles"])
+    assert np.array_equal(finals[0]["kinetic_energy"], finals[1]["kinetic_energy"])
+    assert main([*args, "--threads", "0"]) == 2
+    assert "positive whole number" in capsys.readouterr().err
+
+
+def test_chunked_run_stops_at_its_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --save the CLI steps in chunks of 100 (98 here: whole multiples of --record-every);
+    the run still stops exactly at --steps."""
+    args = ["run", "--source", "gaussian", "--target", "gaussian:mean=2", "--M", "20", "--N", "20"]
+    assert main([*args, "--steps", "250", "--record-every", "7", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["steps"] == 250 and result["t"] == pytest.approx(125.0)
+
+
 def test_divergence_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p, q = tmp_path / "p.csv", tmp_path / "q.csv"
     np.savetxt(p, np.zeros((6, 2)), delimiter=",")

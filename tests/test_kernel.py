@@ -277,6 +277,7 @@ def test_a_run_is_bit_for_bit_the_same_on_any_number_of_threads(case: str) -> No
     for threads in (1, 2, 3):
         flow = GPAFlow(src, tgt, FlowConfig(steps=15, seed=3, engine="compiled", **extra), generated=gen)
         flow.kernel_threads = threads
+        flow.threads_per_member = threads
         flow.step(7)
         flow.step(8)  # two calls: the second starts from the first one's state on every thread
         runs.append(flow)
