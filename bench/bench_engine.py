@@ -151,7 +151,7 @@ def run_engine(args: argparse.Namespace, engine: str) -> None:
     # steps per timed block, long enough that a call's fixed cost (threads, workspaces) stays small
     blocks = {"fig2": (200, 200, 20), "4096": (4096, 15, 4)}
     if args.quick:
-        blocks = {"fig2": (200, 10, 5), "4096": (4096, 3, 0)}
+        blocks = {"fig2": (200, 100, 5), "4096": (4096, 3, 0)}
     for size, (M, steps1, steps16) in blocks.items():
         single = make_flow(M, M, 1, args.device, engine)
         flows = {"K1": (single, steps1)}
