@@ -88,14 +88,17 @@ if numba is not None:
     _EPS_SMOOTH = np.float32(0.5)
     _HALF_LOG2 = 0.5 * math.log(2.0)
 
+    def _item_pointer(context, builder, aryty, ary, index):
+        array = context.make_array(aryty)(context, builder, ary)
+        return cgutils.get_item_pointer(context, builder, aryty, array, [index])
+
     @intrinsic
     def _atomic_add(typingctx, arr, idx, val):
         """arr[idx] += val as one sequentially consistent atomic operation (int64 arrays)."""
         sig = types.int64(arr, types.intp, types.int64)
 
         def codegen(context, builder, sig, args):
-            ary = context.make_array(sig.args[0])(context, builder, args[0])
-            ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+            ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
             return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
 
         return sig, codegen
@@ -106,8 +109,7 @@ if numba is not None:
         sig = types.int64(arr, types.intp)
 
         def codegen(context, builder, sig, args):
-            ary = context.make_array(sig.args[0])(context, builder, args[0])
-            ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+            ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
             return builder.load_atomic(ptr, "acquire", 8)
 
         return sig, codegen
@@ -141,6 +143,9 @@ if numba is not None:
         def __init__(self, dmm, fe_type):
             super().__init__(dmm, fe_type, _V8)
 
+    def _float32_array(arr):
+        return isinstance(arr, types.Array) and arr.dtype == types.float32
+
     def _v8_pointer(context, builder, aryty, ary, index):
         data = context.make_array(aryty)(context, builder, ary).data
         return builder.bitcast(builder.gep(data, [index]), _V8.as_pointer())
@@ -148,7 +153,7 @@ if numba is not None:
     @intrinsic
     def _vload(typingctx, arr, index):
         """Eight float32 from flat element ``index`` of a contiguous array."""
-        if not isinstance(arr, types.Array) or arr.dtype != types.float32:
+        if not _float32_array(arr):
             return None
         sig = _f32x8(arr, types.intp)
 
@@ -159,7 +164,7 @@ if numba is not None:
 
     @intrinsic
     def _vstore(typingctx, arr, index, value):
-        if not isinstance(arr, types.Array) or arr.dtype != types.float32:
+        if not _float32_array(arr):
             return None
         sig = types.void(arr, types.intp, _f32x8)
 
@@ -172,7 +177,7 @@ if numba is not None:
     @intrinsic
     def _sload(typingctx, arr, index):
         """The float32 at flat element ``index`` of a contiguous array."""
-        if not isinstance(arr, types.Array) or arr.dtype != types.float32:
+        if not _float32_array(arr):
             return None
         sig = types.float32(arr, types.intp)
 
@@ -214,23 +219,22 @@ if numba is not None:
 
         return sig, codegen
 
-    @intrinsic
-    def _vadd(typingctx, a, b):
-        sig = _f32x8(_f32x8, _f32x8)
+    def _lanewise(operation):
+        """An intrinsic applying the LLVM IRBuilder float ``operation`` lane by lane."""
 
-        def codegen(context, builder, sig, args):
-            return builder.fadd(args[0], args[1])
+        @intrinsic
+        def op(typingctx, a, b):
+            sig = _f32x8(_f32x8, _f32x8)
 
-        return sig, codegen
+            def codegen(context, builder, sig, args):
+                return getattr(builder, operation)(args[0], args[1])
 
-    @intrinsic
-    def _vmul(typingctx, a, b):
-        sig = _f32x8(_f32x8, _f32x8)
+            return sig, codegen
 
-        def codegen(context, builder, sig, args):
-            return builder.fmul(args[0], args[1])
+        return op
 
-        return sig, codegen
+    _vadd = _lanewise("fadd")
+    _vmul = _lanewise("fmul")
 
     @intrinsic
     def _vwhere_positive(typingctx, z, x):
@@ -696,6 +700,14 @@ if numba is not None:
         return v, _f32(1.0)
 
     @_jit
+    def _empty_stats(st):
+        """A lane's statistics before any row: sums 0, maxima -∞, finite."""
+        st[:] = 0.0
+        st[S_GAUGE] = -np.inf
+        st[S_VMAX] = -np.inf
+        st[S_FINITE] = 1.0
+
+    @_jit
     def _objective_part(code, alpha, nu, V, p0, ml, q0, nl, m, nq, dV, st):
         """One lane's share of J(φ, ν) (eq. (1.4)): outputs V at its P rows [p0, p0+ml) and Q rows
         [q0, q0+nl) of a member with m and nq rows in all. Writes the lane's partial sums into
@@ -821,10 +833,9 @@ if numba is not None:
     def _objective(code, alpha, nu, V, p0, m, q0, nq, dV):
         """J(φ, ν) of eq. (1.4) from outputs V at P rows [p0, p0+m) and Q rows [q0, q0+nq) as one
         lane; writes dV = ∂(-J)/∂V on those rows; returns (J, ∂J/∂ν, the overflow gauge)."""
-        parts = np.zeros((LANES, NSTAT))
+        parts = np.empty((LANES, NSTAT))
         for lane in range(LANES):
-            parts[lane, S_GAUGE] = -np.inf
-            parts[lane, S_VMAX] = -np.inf
+            _empty_stats(parts[lane])
         _objective_part(code, alpha, nu, V, p0, m, q0, nq, m, nq, dV, parts[0])
         value, d_nu, gauge, vmax, s = _combined(code, nu, parts, m, nq)
         if code == KL_DV or code == KL_DV_NAIVE:
@@ -939,13 +950,18 @@ if numba is not None:
                 _sleep_a_moment(_SLEEP_UNITS)
 
     @_jit
-    def _train(row, k, pts, X, theta, grad, adam, net, pvec, member, shared, lanes, par):
+    def _lane_workspace(ws, w):
+        """Row ``w`` of each of a thread's workspace buffers: one lane's ``_workspace``."""
+        return (ws[0][w], ws[1][w], ws[2][w], ws[3][w], ws[4][w], ws[5][w])
+
+    @_jit
+    def _train(k, pts, X, theta, grad, adam, net, pvec, member, shared, lanes, par):
         """m_max Adam steps on (W, ν) for member k at its particles ``pts`` (M, d) and target X[k]
         (Algorithm 3.1, lines 6–10).
 
         Each of this thread's lanes runs the forward and backward pass on its rows; after a barrier
         every thread adds the lanes' gradients in lane order and takes the same Adam step and
-        projection on its own copy of the parameters (row ``row`` of ``adam``'s arrays), so one
+        projection on its own copy of the parameters (row k of ``adam``'s arrays), so one
         barrier per inner step is all the synchronisation. ``adam`` = (m, v, steps, β₁, β₂, ε);
         ``net`` = (widths, w_off, b_off, v_off, activations); ``member`` = (objective code, α, lr,
         Lipschitz mode, L^{1/D}, m_max, power iterations); ``shared`` = the group's (gradient,
@@ -980,12 +996,10 @@ if numba is not None:
                 g = gpart[b, lane]
                 if n == 0:
                     g[:] = 0.0
-                    spart[b, lane, :] = 0.0
-                    spart[b, lane, S_GAUGE] = -np.inf
-                    spart[b, lane, S_VMAX] = -np.inf
+                    _empty_stats(spart[b, lane])
                     continue
                 w = slot if global_q else 0  # one workspace, unless kept across the DV barrier
-                wsl = (ws[0][w], ws[1][w], ws[2][w], ws[3][w], ws[4][w], ws[5][w])
+                wsl = _lane_workspace(ws, w)
                 V, pres, posts = _forward(theta, widths, w_off, b_off, acts, Zt[slot, :n], wsl)
                 _objective_part(code, alpha, nu, V, 0, ml, ml, n - ml, M, N, dVs[slot], spart[b, lane])
                 if not global_q:
@@ -1006,7 +1020,7 @@ if numba is not None:
                     if n == 0:
                         g[:] = 0.0
                         continue
-                    wsl = (ws[0][slot], ws[1][slot], ws[2][slot], ws[3][slot], ws[4][slot], ws[5][slot])
+                    wsl = _lane_workspace(ws, slot)
                     V, pres, posts = _views(widths, Zt[slot, :n], wsl)
                     _dv_global(code, V, ml, n - ml, vmax, s, dVs[slot])
                     _backward(
@@ -1023,7 +1037,7 @@ if numba is not None:
                 grad[P - 1] = _f32(-d_nu)
             else:
                 grad[P - 1] = _f32(0.0)
-            _adam(theta, grad, mom, vel, row, tstep, lr, beta1, beta2, eps)
+            _adam(theta, grad, mom, vel, k, tstep, lr, beta1, beta2, eps)
             _project(theta, widths, w_off, pvec, v_off, lip, scale, power_its)
 
     @_jit
@@ -1194,7 +1208,7 @@ if numba is not None:
                     TS[k] = 0.0
                 adam = (MO, VE, TS, beta1, beta2, eps)
                 # stage 0: train at Y, then (φ, ∇φ) at each lane's [Y; generated; X] rows
-                _train(k, k, Y[k], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
+                _train(k, Y[k], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
                 h = dt[k]
                 nu = theta_k[P - 1]
                 e = evals % 2
@@ -1207,17 +1221,14 @@ if numba is not None:
                     nm = ml + g1 - g0
                     nl = q1 - q0
                     st = epart[e, lane]
-                    st[:] = 0.0
-                    st[S_GAUGE] = -np.inf
-                    st[S_VMAX] = -np.inf
-                    st[S_FINITE] = 1.0
+                    _empty_stats(st)
                     if nm + nl == 0:
                         continue
                     Z = Zs[: nm + nl]
                     Z[:ml] = Y[k, p0:p1]
                     Z[ml:nm] = Gen[k, g0:g1]
                     Z[nm:] = X[k, q0:q1]
-                    wsl = (ws[0][0], ws[1][0], ws[2][0], ws[3][0], ws[4][0], ws[5][0])
+                    wsl = _lane_workspace(ws, 0)
                     V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
                     _objective_part(code, alpha[k], nu, V, 0, ml, nm, nl, M, N, dVs[slot], st)
                     G_in = _field(
@@ -1239,7 +1250,7 @@ if numba is not None:
                     st[S_SPEED] = speed
                 if heun[k]:
                     # Remark 3.2: retrain φ at the predictor, average the two velocities
-                    _train(k, k, y_new[:M], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
+                    _train(k, y_new[:M], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
                     for lane in range(rank, LANES, nthreads):
                         slot = lane // nthreads
                         p0, p1 = _lane(M, lane)
@@ -1251,7 +1262,7 @@ if numba is not None:
                         Z = Zs[:nm]
                         Z[:ml] = y_new[p0:p1]
                         Z[ml:] = y_new[M + g0 : M + g1]
-                        wsl = (ws[0][0], ws[1][0], ws[2][0], ws[3][0], ws[4][0], ws[5][0])
+                        wsl = _lane_workspace(ws, 0)
                         V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
                         G_in = _field(
                             code,
@@ -1382,15 +1393,7 @@ def thread_scratch(
     d = int(widths[0])
     slots = (LANES - rank + nthreads - 1) // nthreads
     most = sum(-(-n // LANES) for n in (M, Gn, N))  # the largest lane's rows
-    hidden = [int(w) for w in widths[1:-1]]
-    sizes = (
-        most * max(sum(hidden), 1),
-        most * max(sum(hidden), 1),
-        most * max(hidden, default=1),
-        most * max(hidden, default=1),
-        most * d,
-        most,
-    )
+    sizes = [buf.size for buf in _workspace(np.asarray(widths, dtype=np.int64), most)]
     f32 = np.float32
     return (
         np.empty((most, d), dtype=f32),  # evaluation rows: the lanes take turns
