@@ -424,20 +424,26 @@ class GPAFlow:
         """v = -∇φ at ``positions`` after training φ on the first M of them."""
         if self.configs[0].optimizer_state == "reset" and stage == 0:
             self.optimizer.reset()  # the authors' code: fresh Adam state every particle step
-        self._train(positions[:, : self.M], None if stage == 0 else self._heun_members)
+        M = self.M
+        self._train(positions[:, :M], None if stage == 0 else self._heun_members)
         if stage == 0:
-            # one pass on (particles, generated, target): φ for the estimate, ∇φ for the velocity
-            pts = torch.cat([positions, self.X], dim=1)
-            v, grad = self.net.gradient(pts)
-            n_move = positions.shape[1]
-            ev = self._evaluate(v[:, : self.M], v[:, n_move:])
+            # one pass on (particles, target), the rows training just used (self._Z): φ for the
+            # estimate, ∇φ for the velocity
+            v, grad = self.net.gradient(self._Z)
+            ev = self._evaluate(v[:, :M], v[:, M:])
             for kind, idx in self._groups:
                 _, slope = output_activation(kind.f, v[idx])
                 if slope is not None:
                     grad[idx] = grad[idx] * slope.unsqueeze(-1)
-            self._stage0 = (ev, grad[:, : self.M])
-            return -grad[:, :n_move]
-        return -self._field(positions)[1]
+            self._stage0 = (ev, grad[:, :M])
+            velocity = -grad[:, :M]
+        else:
+            velocity = -self._field(positions[:, :M])[1]
+        if positions.shape[1] == M:
+            return velocity
+        # generated points in a pass of their own: the trained particles' numbers never depend on
+        # whether (or how many) generated points ride along, as on the compiled path
+        return torch.cat([velocity, -self._field(positions[:, M:])[1]], dim=1)
 
     def step(self, n: int = 1) -> int:
         """Advance every active member by up to ``n`` particle steps; returns the steps taken."""

@@ -24,7 +24,10 @@ outcome: e^{φ-ν-1} beyond float32's range becomes +∞ exactly as it does eage
 the eager path to float32 rounding; over a run, Adam's normalisation can grow such differences to a
 learning-rate step on parameters whose gradient is rounding noise, so long runs agree in their
 statistics, not digit by digit. A seeded run repeats exactly on either path, and on this one a member
-runs bit for bit the same alone, in any batch and on any number of threads.
+runs bit for bit the same alone, in any batch and on any number of threads. The order of a sum is fixed
+by the code only up to the CPU: ``reassoc`` lets LLVM vectorise a sum at the target's width and
+``contract``/``llvm.fmuladd`` fuse multiply-adds where the CPU has FMA, and the BLAS fallback picks its
+kernel by CPU, so two machines agree to float32 rounding, not bit for bit.
 
 This module holds the kernels and the compile state only; ``GPAFlow`` decides which path runs.
 """

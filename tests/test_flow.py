@@ -204,7 +204,10 @@ def test_generated_particles_follow_the_field_without_training(engine: str) -> N
     without = GPAFlow(src, tgt, FlowConfig(steps=20, engine=engine))
     with_gen.run()
     without.run()
-    assert np.allclose(with_gen.particles(), without.particles(), atol=1e-5)  # training unaffected
+    # training unaffected, bit for bit: on both paths the particles' rows are computed in passes of
+    # the same shapes with or without generated points (the generated points get a pass of their own)
+    assert np.array_equal(with_gen.particles(), without.particles())
+    assert np.array_equal(with_gen.history.divergence, without.history.divergence)
     moved = with_gen.generated()[0] - gen
     assert (moved.mean(0) > 0.2).all()
 
