@@ -309,9 +309,12 @@ def _spec_2d(
         ys = np.full((P, T + 1), np.nan, dtype=np.float32)
         xs[:, :T] = tr[:, :, 0].T
         ys[:, :T] = tr[:, :, 1].T
+        # one polyline per particle, separated by NaN gaps. SVG, not WebGL: regl-line2d (scattergl)
+        # ignores a gap next to a flat segment, so a particle that has stopped joined its trail to the
+        # next particle's across the plot (plotly.js #3551); a few hundred points draw fast in SVG
         traces.append(
             {
-                "type": "scattergl",
+                "type": "scatter",
                 "x": xs.ravel(),
                 "y": ys.ravel(),
                 "mode": "lines",

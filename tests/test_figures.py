@@ -42,7 +42,7 @@ def _types(fig: go.Figure) -> list[str]:
 
 def test_particles_2d_has_all_layers(snap2d: Snapshot) -> None:
     fig = F.particles_figure(snap2d)
-    assert _types(fig) == ["heatmap", "scatter", "scattergl", "scattergl", "scattergl"]
+    assert _types(fig) == ["heatmap", "scatter", "scattergl", "scatter", "scattergl"]
     heat, arrows, target, trails, particles = fig.data
     assert heat.z.shape == snap2d.grid.phi.shape
     assert len(particles.x) == snap2d.M and len(target.x) == snap2d.N
@@ -54,6 +54,31 @@ def test_particles_2d_has_all_layers(snap2d: Snapshot) -> None:
     assert fig.layout.uirevision
     # trails: T points per particle then a gap
     assert len(trails.x) == 6 * 5 and np.isnan(np.asarray(trails.x, dtype=float)[4])
+
+
+def _polylines(trace: go.Scatter) -> list[np.ndarray]:
+    """The separate polylines a line trace draws: runs of finite points between NaN gaps."""
+    xy = np.column_stack([np.asarray(trace.x, dtype=float), np.asarray(trace.y, dtype=float)])
+    gaps = np.flatnonzero(~np.isfinite(xy).all(axis=1))
+    runs = [run[np.isfinite(run).all(axis=1)] for run in np.split(xy, gaps)]
+    return [run for run in runs if len(run)]
+
+
+def test_each_particles_trail_is_its_own_polyline() -> None:
+    """A trail joins only the positions of one particle. Stopped particles (flat segments) are where
+    WebGL lines ignored the gaps and joined one particle's trail to the next across the plot, so the
+    trace must be one that honours gaps (SVG scatter, connectgaps off)."""
+    snap = _snapshot(trail_length=5, trail_particles=7)
+    still = snap.trails.copy()
+    still[:, 2] = still[-1, 2]  # particle 2 has not moved: its trail is a flat run of equal points
+    snap = dataclasses.replace(snap, trails=still)
+    trails = next(t for t in F.particles_figure(snap).data if t.name == "trails")
+    assert trails.type == "scatter" and trails.connectgaps is False and trails.mode == "lines"
+    lines = _polylines(trails)
+    P = still.shape[1]
+    assert len(lines) == P
+    for p, line in enumerate(lines):
+        np.testing.assert_array_equal(line, still[:, p, :2].astype(np.float32))
 
 
 def test_layers_can_be_switched_off(snap2d: Snapshot) -> None:
