@@ -140,9 +140,16 @@ def _compile_kernel_first(cfg: FlowConfig) -> None:
     kernel.ensure_compiled(block=True)
 
 
+def _print_notes(notes: Sequence[tuple[str, object]]) -> None:
+    """What the file readers noticed (a dropped index column, a constant column, ...), on stderr."""
+    for where, note in notes:
+        print(f"note: {where}: {note}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from .datasets import DatasetError, sample_spec
+    from .datasets import DatasetError, sample_spec, spec_notes
     from .flow import GPAFlow
+    from .io import check_precision, check_source
 
     try:
         cfg = FlowConfig(
@@ -167,12 +174,21 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         source = sample_spec(args.source, args.M, seed=args.seed, dim=args.dim)
         target = sample_spec(args.target, args.N, seed=args.seed + 1, dim=args.dim)
+        check_source(source, f"--source {args.source}")
+        check_precision(source, cfg.dtype, f"--source {args.source}")
+        check_precision(target, cfg.dtype, f"--target {args.target}")
+        notes = [
+            (f"--{side} {spec}", note)
+            for side, spec in (("source", args.source), ("target", args.target))
+            for note in spec_notes(spec)
+        ]
     except (DatasetError, ValueError, OSError) as exc:
         raise CLIError(str(exc)) from None
     if source.shape[1] != target.shape[1]:
         raise CLIError(
             f"source and target dimensions differ: {source.shape[1]} vs {target.shape[1]} (use --dim)"
         )
+    _print_notes(notes)  # only once the run is going ahead: an error stays one line
     _set_threads(len(source) + len(target))
     _compile_kernel_first(cfg)
     try:
@@ -239,19 +255,21 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _divergence(args: argparse.Namespace) -> dict[str, Any]:
     from .estimate import divergence
-    from .io import load_points
+    from .io import read_points
 
-    arrays = []
+    tables = []
     for path in (args.p_file, args.q_file):
         if not path.exists():
             raise CLIError(f"file not found: {path}")
         try:
-            arrays.append(load_points(path))
+            tables.append(read_points(path))
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-    P, Q = arrays
+    P, Q = (t.points for t in tables)
     if P.shape[1] != Q.shape[1]:
         raise CLIError(f"P and Q have different dimensions: {P.shape[1]} vs {Q.shape[1]}")
+    paths = (args.p_file, args.q_file)
+    _print_notes([(str(path), note) for path, t in zip(paths, tables, strict=True) for note in t.notes])
     _set_threads(len(P) + len(Q))
     start = time.perf_counter()
     try:

@@ -41,6 +41,7 @@ __all__ = [
     "history_figure",
     "member_labels",
     "nearest_neighbour_spacing",
+    "nondegenerate_box",
     "particles_figure",
     "projection_basis",
     "stability_readout",
@@ -112,10 +113,28 @@ def _describe(c: FlowConfig, names: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
+_F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def nondegenerate_box(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box [lo, hi] with no side of (almost) zero length, so that degenerate data (a constant
+    coordinate, all points identical) do not give a sliver of a view: a side shorter than 1e-3 of the
+    longest gets the longest one's length; a box that is a point within float32's resolution gets sides
+    of max(1, 1e-4·|centre|). Widened sides stay centred on the data; the others are kept exactly."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    centre, span = (lo + hi) / 2, hi - lo
+    size = max(1.0, float(np.max(np.abs(centre), initial=0.0)))
+    longest = float(np.max(span, initial=0.0))
+    side = longest if longest > 4 * _F32_EPS * size else max(1.0, 1e-4 * size)
+    short = ~(span >= 1e-3 * side)
+    return np.where(short, centre - side / 2, lo), np.where(short, centre + side / 2, hi)
+
+
 def axis_ranges(snap: Snapshot, member: int | None = 0, dims: tuple[int, int] = (0, 1)) -> list[list[float]]:
-    """Fixed axis ranges: the data's box at the start of the run, grown to hold particles that left it
-    (only finite ones, and never more than 20× the box, so a runaway member cannot squash the view)."""
-    lo, hi = (np.asarray(a, dtype=np.float64) for a in snap.extent)
+    """Fixed axis ranges: the data's box at the start of the run (made :func:`nondegenerate_box`), grown
+    to hold particles that left it (only finite ones, and never more than 20× the box, so a runaway
+    member cannot squash the view)."""
+    lo, hi = nondegenerate_box(*snap.extent)
     out = []
     for d in dims:
         a, b = float(lo[d]), float(hi[d])
@@ -415,8 +434,8 @@ def _spec_projected(
     traces.append(_markers("scattergl", p[:, 0], p[:, 1], color, 5, f"particles (M = {snap.M})"))
     both = np.concatenate([t, p])
     both = both[np.isfinite(both).all(axis=1)]
-    tlo, thi = t.min(axis=0), t.max(axis=0)
-    span = np.maximum(thi - tlo, 1e-6)
+    tlo, thi = nondegenerate_box(t.min(axis=0), t.max(axis=0))  # a target on a line or at one point
+    span = thi - tlo
     lo = np.maximum(both.min(axis=0), tlo - 5 * span) - 0.05 * span
     hi = np.minimum(both.max(axis=0), thi + 5 * span) + 0.05 * span
     layout = _layout(height, title, _uirev(snap, "proj"))
@@ -635,9 +654,10 @@ def stability_readout(snap: Snapshot, member: int = 0) -> StabilityReadout:
     cfg = snap.configs[member]
     L, dt = float(cfg.L), float(cfg.dt)
     max_step = L * dt if math.isfinite(L) else math.inf
-    tgt = snap.target[member]
+    tgt = np.asarray(snap.target[member], dtype=np.float64)
+    tgt = tgt[np.isfinite(tgt).all(axis=1)]
     centre = _median_point(tgt)
-    data_scale = float(np.median(np.linalg.norm(tgt - centre, axis=1)))
+    data_scale = float(np.median(np.linalg.norm(tgt - centre, axis=1))) if len(tgt) else math.nan
     p = snap.particles[member]
     distance = float(np.linalg.norm(_median_point(p) - centre))
     spacing = snap.spacing[member] if math.isfinite(snap.spacing[member]) else nearest_neighbour_spacing(p)
@@ -645,7 +665,7 @@ def stability_readout(snap: Snapshot, member: int = 0) -> StabilityReadout:
     speeds = speeds[np.isfinite(speeds)]
     max_grad = float(speeds[-1]) if speeds.size else math.nan
     realized = max_grad * dt
-    cfl = max_grad / L if math.isfinite(L) else math.nan
+    cfl = max_grad / L if math.isfinite(L) and L > 0 else math.nan
     steps_to_cross = distance / max_step if math.isfinite(max_step) and max_step > 0 else math.nan
     notes: list[tuple[Level, str]] = []
     if not math.isfinite(L):
@@ -657,7 +677,16 @@ def stability_readout(snap: Snapshot, member: int = 0) -> StabilityReadout:
             )
         )
     else:
-        if max_step > data_scale:
+        if data_scale == 0:  # every target point is the same (a point mass)
+            notes.append(
+                (
+                    "warn",
+                    "The target has no spread (all its points coincide; data scale 0): particles approach "
+                    f"it in steps of up to LΔt = {max_step:.3g} and may hop back and forth around it (a "
+                    "smaller Δt brings them closer).",
+                )
+            )
+        elif max_step > data_scale:
             notes.append(
                 (
                     "warn",
@@ -665,7 +694,7 @@ def stability_readout(snap: Snapshot, member: int = 0) -> StabilityReadout:
                     f"{data_scale:.3g}: particles can jump over the target (try a smaller L or Δt).",
                 )
             )
-        if math.isfinite(spacing) and max_step > 10 * spacing:
+        if math.isfinite(spacing) and spacing > 0 and max_step > 10 * spacing:
             notes.append(
                 (
                     "ok",
@@ -690,6 +719,14 @@ def stability_readout(snap: Snapshot, member: int = 0) -> StabilityReadout:
                     "(penalty or no projection), so the CFL condition of §6 can fail.",
                 )
             )
+    if spacing == 0:  # more than half the particles sit exactly on another one
+        notes.append(
+            (
+                "warn",
+                "Particle spacing 0: at least half the particles sit exactly on another one (duplicated "
+                "points). Particles at one place get one velocity, so they move as one and never separate.",
+            )
+        )
     if not notes:
         notes.append(
             (
@@ -859,6 +896,7 @@ def animation_figure(
             lo, hi = np.asarray(extent[0]), np.asarray(extent[1])
         else:
             lo, hi = pts.min(axis=0), pts.max(axis=0)
+        lo, hi = nondegenerate_box(lo, hi)
         fig.update_xaxes(range=[float(lo[0]), float(hi[0])], showgrid=False)
         fig.update_yaxes(range=[float(lo[1]), float(hi[1])], showgrid=False, scaleanchor="x", scaleratio=1)
     return fig

@@ -6,11 +6,13 @@
   every runner is stopped (thread joined, tensors freed). Each runner also pauses and ends its thread
   by itself when nobody polls it for ``idle_timeout`` seconds.
 * :func:`sample_points` / :func:`read_upload` — cached data; :func:`read_upload` turns an uploaded
-  table or image into points and raises ``DataFileError`` with a user-facing message.
+  table or image into a :class:`~gpa_core.io.PointTable` (points and notes for the user) and raises
+  ``DataFileError`` with a user-facing message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,7 +25,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from gpa_core.datasets import sample
-from gpa_core.io import MAX_UPLOAD_BYTES, DataFileError, image_to_points, load_points
+from gpa_core.io import MAX_UPLOAD_BYTES, DataFileError, Note, PointTable, image_to_points, read_points
 from gpa_core.runner import Runner
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp")
@@ -109,19 +111,22 @@ def is_image(filename: str) -> bool:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _read_upload(digest: str, _data: bytes, filename: str, n: int, seed: int) -> np.ndarray:
+def _read_upload(digest: str, _data: bytes, filename: str, n: int, seed: int) -> PointTable:
     if is_image(filename):
-        return image_to_points(_data, n=n, seed=seed)
-    points = load_points(_data, filename=filename)
-    if len(points) > n:  # a seeded random subset of the rows
-        idx = np.sort(np.random.default_rng(seed).choice(len(points), size=n, replace=False))
-        points = points[idx]
-    return points
+        points = image_to_points(_data, n=n, seed=seed, filename=filename)
+        return PointTable(points, label=f"'{filename}'")
+    table = read_points(_data, filename=filename)
+    if len(table) > n:  # a seeded random subset of the rows
+        idx = np.sort(np.random.default_rng(seed).choice(len(table), size=n, replace=False))
+        subset = Note("info", f"Using a random {n:,} of its {len(table):,} rows (the data seed picks them).")
+        table = dataclasses.replace(table, points=table.points[idx], notes=(*table.notes, subset))
+    return table
 
 
-def read_upload(data: bytes, filename: str, n: int, seed: int) -> np.ndarray:
+def read_upload(data: bytes, filename: str, n: int, seed: int) -> PointTable:
     """Points from an uploaded table (CSV/TSV/TXT/NPY/NPZ; at most ``n`` rows, a seeded subset) or
-    image (``n`` points on its dark pixels). Raises ``DataFileError`` with a message for the user."""
+    image (``n`` points on its dark pixels), with the reader's notes for the user (a dropped index
+    column, constant columns, ...). Raises ``DataFileError`` with a message for the user."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise DataFileError(
             f"'{filename}' is {len(data) / 2**20:.1f} MB, larger than the {UPLOAD_LIMIT_MB} MB upload limit; "

@@ -18,7 +18,7 @@ import streamlit as st
 from gpa_core import figures as F
 from gpa_core.config import ConfigError, FlowConfig
 from gpa_core.datasets import DatasetError, get_dataset
-from gpa_core.io import DataFileError
+from gpa_core.io import DataFileError, PointTable, check_precision, check_source
 from gpa_core.presets import PresetError, list_presets
 from gpa_core.runner import HISTORY_FIELDS, Runner
 from pages import _state as S
@@ -187,6 +187,7 @@ class _Side:
     side: str
     slot: Any  # where this side's error goes (right under its widgets)
     points: np.ndarray | None = None
+    label: str = ""  # how messages name the data
     key: tuple | None = None
     dataset: str | None = None
     values: dict[str, Any] | None = None
@@ -202,6 +203,25 @@ class _Side:
             self.key = (self.dataset, json.dumps(self.values, sort_keys=True), self.n, self.seed, dim)
         except (DatasetError, DataFileError) as exc:
             self.slot.error(str(exc))
+
+    def check_precision(self, dtype: str) -> None:
+        """Drop points a run in ``dtype`` cannot hold (values beyond float32's range), saying why."""
+        if self.points is None:
+            return
+        try:
+            check_precision(self.points, dtype, self.label)
+        except DataFileError as exc:
+            self.slot.error(str(exc))
+            self.points = None
+
+
+def _show_upload(slot: Any, filename: str, table: PointTable) -> None:
+    """Under the upload: what was read, then the reader's notes (info as captions, warnings as such)."""
+    points = table.points
+    with slot.container():
+        st.caption(f"{filename}: {len(points):,} points in {points.shape[1]} dimension(s)")
+        for note in table.notes:
+            (st.warning if note.level == "warning" else st.caption)(note.text)
 
 
 def _data_side(side: str) -> _Side:
@@ -230,13 +250,17 @@ def _data_side(side: str) -> _Side:
         if upload is None:
             slot.info("Upload a file to use it; the current run continues meanwhile.")
             return _Side(side, slot)
+        label = f"'{upload.name}'"
         try:
-            points = read_upload(upload.getvalue(), upload.name, n, seed)
+            table = read_upload(upload.getvalue(), upload.name, n, seed)
+            if side == "src":  # particles that all start at one point move as one
+                check_source(table.points, label)
         except (DataFileError, ValueError) as exc:
             slot.error(str(exc))
             return _Side(side, slot)
-        slot.caption(f"{upload.name}: {len(points):,} points in {points.shape[1]} dimension(s)")
-        return _Side(side, slot, points=points, key=("upload", upload.file_id, upload.name, n, seed))
+        _show_upload(slot, upload.name, table)
+        key = ("upload", upload.file_id, upload.name, n, seed)
+        return _Side(side, slot, points=table.points, label=label, key=key)
     ds = get_dataset(name)
     for spec in ds.params:
         if spec.kind != "str":
@@ -248,7 +272,8 @@ def _data_side(side: str) -> _Side:
     except DatasetError as exc:
         slot.error(str(exc))
         return _Side(side, slot)
-    return _Side(side, slot, dataset=name, values=values, n=n, seed=seed)
+    label = f"The {'source' if side == 'src' else 'target'} ({ds.label})"
+    return _Side(side, slot, dataset=name, values=values, n=n, seed=seed, label=label)
 
 
 def _data() -> tuple[np.ndarray | None, np.ndarray | None, tuple]:
@@ -261,6 +286,9 @@ def _data() -> tuple[np.ndarray | None, np.ndarray | None, tuple]:
         st.caption(f"The upload sets the dimension: d = {dim}.")
     src.sample(dim)
     tgt.sample(dim)
+    dtype = st.session_state.get(P + "dtype", "float32")
+    src.check_precision(dtype)
+    tgt.check_precision(dtype)
     if src.points is not None and tgt.points is not None and src.points.shape[1] != tgt.points.shape[1]:
         tgt.slot.error(
             f"The source has {src.points.shape[1]} dimension(s) and the target {tgt.points.shape[1]}: "

@@ -360,3 +360,106 @@ def test_link_round_trip(L, dt, steps, m, lr, f, alpha, hidden, seed, M) -> None
     assert not warnings
     assert S.config_from_state(back) == cfg
     assert back["M"] == M and back["src"] == state["src"] and back["tgt.mixture.std"] == 0.5
+
+
+def _upload(app: AppTest, side: str, filename: str, content: bytes) -> None:
+    app.selectbox(key=f"pg:{side}").set_value("upload")
+    _run(app)
+    app.file_uploader(key=f"pg:{side}_upload").set_value((filename, content, "text/csv"))
+    _run(app)
+
+
+def _csv(rows: np.ndarray, header: str = "x,y") -> bytes:
+    return (header + "\n" + "\n".join(",".join(f"{v:.6g}" for v in row) for row in rows) + "\n").encode()
+
+
+_LINE = np.column_stack([np.random.default_rng(2).normal(0, 1, 60), np.full(60, 5.0)])
+_GRID = np.repeat(np.stack(np.meshgrid(np.arange(4), np.arange(4)), -1).reshape(-1, 2), 3, axis=0)
+DEGENERATE_UPLOADS = {
+    # case: (side, file, content, a note under the upload, a note of the stability read-out)
+    "all points identical (target)": (
+        "tgt",
+        "same.csv",
+        _csv(np.full((40, 2), 5.0)),
+        "Every row is the same point (5, 5)",
+        "The target has no spread",
+    ),
+    "a constant column (source)": (
+        "src",
+        "line.csv",
+        _csv(_LINE),
+        "Column 2 ('y') is constant (every value is 5)",
+        "Stability",
+    ),
+    "a grid with duplicates (source)": (
+        "src",
+        "grid.csv",
+        _csv(_GRID),
+        "32 of the 48 rows repeat an earlier row (16 distinct points)",
+        "Particle spacing 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE_UPLOADS))
+def test_degenerate_upload_runs_and_says_why(app: AppTest, case: str) -> None:
+    side, filename, content, note, readout = DEGENERATE_UPLOADS[case]
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    _upload(app, side, filename, content)
+    assert not app.error, [e.value for e in app.error]
+    shown = [w.value for w in app.warning] + [c.value for c in app.caption]
+    assert any(note in text for text in shown), shown
+    snap = runner.wait_idle()
+    assert "new data" in snap.message
+    app.button(key="pg:step").click()
+    _run(app)
+    assert runner.snapshot().n == 1 and runner.snapshot().state != "error"
+    shown = [m.value for m in app.markdown] + [w.value for w in app.warning] + [c.value for c in app.caption]
+    assert any(readout in text for text in shown), shown
+    assert not app.error
+
+
+def test_identical_points_are_refused_as_the_source(app: AppTest) -> None:
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    run_id = runner.snapshot().run_id
+    _upload(app, "src", "same.csv", _csv(np.full((40, 2), 5.0)))
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and errors[0].startswith("'same.csv' cannot be the source"), errors
+    assert runner.snapshot().run_id == run_id
+
+
+def test_upload_notes_are_shown_under_the_upload(app: AppTest) -> None:
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    pts = np.random.default_rng(3).normal(0, 1, (80, 2))
+    pandas_csv = ",x,y\n" + "\n".join(f"{i},{a:.6f},{b:.6f}" for i, (a, b) in enumerate(pts)) + "\n"
+    _upload(app, "tgt", "frame.csv", pandas_csv.encode())
+    assert not app.error
+    captions = [c.value for c in app.caption]
+    assert "frame.csv: 80 points in 2 dimension(s)" in captions
+    assert any(
+        c.startswith("Dropped column 1 (no name in the header): it numbers the rows 0, 1") for c in captions
+    )
+    snap = runner.wait_idle()
+    assert snap.d == 2 and snap.N == 80
+    np.testing.assert_allclose(snap.target[0], pts, atol=1e-6)
+
+    run_id = snap.run_id
+    big = pts.copy()
+    big[5, 1] = 1e300
+    app.file_uploader(key="pg:tgt_upload").set_value(("big.csv", _csv(big), "text/csv"))
+    _run(app)
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and errors[0].startswith("'big.csv' has 1 value that is beyond float32's range")
+    assert "Rescale the data" in errors[0]
+    assert runner.snapshot().run_id == run_id
+
+
+def test_a_bad_image_upload_names_the_file(app: AppTest) -> None:
+    _run(app)
+    _upload(app, "src", "photo.png", b"x,y\n1,2\n3,4\n")
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and errors[0].startswith("'photo.png' is not an image"), errors
+    assert "upload it with the .csv" in errors[0]

@@ -248,3 +248,93 @@ def test_animation_html_is_self_contained() -> None:
     assert len(html) > 1_000_000  # plotly.js embedded
     with pytest.raises(ValueError, match="no frames"):
         F.animation_figure([], snap.target[0])
+
+
+# ---- degenerate data: zero spacing, zero spread ------------------------------------------------------------
+
+_RNG = np.random.default_rng(7)
+_GRID = np.repeat(np.stack(np.meshgrid(np.arange(3.0), np.arange(3.0)), -1).reshape(-1, 2), 4, axis=0)
+DEGENERATE = {
+    "all points identical": (np.full((30, 2), 5.0), np.full((25, 2), 5.0)),
+    "identical source": (np.full((30, 2), 5.0), _RNG.normal(0, 1, (25, 2))),
+    "point-mass target": (_RNG.normal(0, 1, (30, 2)), np.full((25, 2), 5.0)),
+    "a constant column": (
+        np.column_stack([_RNG.normal(size=30), np.full(30, 5.0)]),
+        np.column_stack([_RNG.normal(size=25), np.full(25, 5.0)]),
+    ),
+    "a grid with duplicates": (_GRID, _GRID + 0.5),
+    "identical at 1e6": (np.full((30, 2), 1e6), np.full((25, 2), 1e6)),
+    "identical in 3-D": (np.full((20, 3), -2.0), np.full((20, 3), -2.0)),
+    "identical in 5-D": (np.full((20, 5), 1.0), np.full((20, 5), 1.0)),
+    "a constant column in 5-D": (
+        np.column_stack([_RNG.normal(size=(20, 4)), np.zeros(20)]),
+        np.column_stack([_RNG.normal(size=(20, 4)), np.zeros(20)]),
+    ),
+    "identical in 1-D": (np.full((20, 1), 3.0), np.full((20, 1), 3.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE))
+def test_degenerate_data_run_and_draw(case: str) -> None:
+    source, target = DEGENERATE[case]
+    r = Runner(source, target, CFG.replace(steps=20), trail_length=4, trail_particles=6)
+    try:
+        for _ in range(3):
+            r.step_once(1)
+        snap = r.wait_idle()
+        frames = r.frames()
+    finally:
+        r.stop()
+    assert snap.state != "error" and snap.n == 3, snap.error
+    ro = F.stability_readout(snap)  # spacing 0 and data scale 0 divided by before
+    assert ro.rows() and ro.notes and all(text for _, text in ro.notes)
+    for fig in (F.particles_figure(snap), F.particles_figure(snap, validate=False), F.history_figure(snap)):
+        json.loads(pio.to_json(fig, validate=False))  # what the browser is sent
+    layout = F.particles_figure(snap).layout
+    axes = [layout.scene.xaxis, layout.scene.yaxis, layout.scene.zaxis] if snap.d == 3 else [layout.xaxis]
+    if snap.d != 3:
+        axes.append(layout.yaxis)
+    eps32 = float(np.finfo(np.float32).eps)
+    for axis in axes:  # every axis is wide enough to show float32 positions apart (64 steps at least)
+        lo, hi = axis.range
+        assert math.isfinite(lo) and math.isfinite(hi)
+        assert hi - lo > 64 * eps32 * max(1.0, abs(lo), abs(hi)), (case, axis.range)
+    if frames:
+        F.animation_figure(frames, snap.target[0], extent=snap.extent)
+
+
+def test_readout_explains_zero_spacing_and_zero_spread() -> None:
+    source, target = DEGENERATE["all points identical"]
+    r = Runner(source, target, CFG)
+    try:
+        snap = r.wait_idle()
+    finally:
+        r.stop()
+    assert snap.spacing[0] == 0
+    ro = F.stability_readout(snap)
+    assert ro.nn_spacing == 0 and ro.data_scale == 0
+    texts = [text for _, text in ro.notes]
+    assert any(
+        t.startswith("The target has no spread (all its points coincide; data scale 0)") for t in texts
+    )
+    assert any(
+        t.startswith("Particle spacing 0: at least half the particles sit exactly on another") for t in texts
+    )
+    assert ro.level == "warn"
+    assert dict((q, v) for q, v, _ in ro.rows())["particle spacing"] == "0"
+    inf = F.stability_readout(dataclasses.replace(snap, configs=(CFG.replace(L=math.inf),)))
+    assert math.isinf(inf.max_step) and inf.level == "warn"
+
+
+def test_nondegenerate_box() -> None:
+    lo, hi = F.nondegenerate_box(np.array([0.0, 5.0]), np.array([4.0, 5.0]))  # y is constant
+    np.testing.assert_array_equal(lo, [0.0, 3.0])
+    np.testing.assert_array_equal(hi, [4.0, 7.0])
+    lo, hi = F.nondegenerate_box(np.array([2.0, 2.0]), np.array([2.0, 2.0]))  # a single point
+    np.testing.assert_array_equal(hi - lo, [1.0, 1.0])
+    lo, hi = F.nondegenerate_box(np.full(2, 1e6 - 1e-7), np.full(2, 1e6 + 1e-7))  # a point at 1e6
+    np.testing.assert_allclose(hi - lo, [100.0, 100.0])
+    assert (np.float32(lo) < np.float32(1e6)).all() and (np.float32(hi) > np.float32(1e6)).all()
+    box = (np.array([-1.0, 0.0, 3.0]), np.array([1.0, 0.5, 3.5]))  # nothing degenerate: kept exactly
+    for got, want in zip(F.nondegenerate_box(*box), box, strict=True):
+        np.testing.assert_array_equal(got, want)

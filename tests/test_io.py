@@ -488,3 +488,275 @@ def test_shipped_image_asset() -> None:
     assert len(pts) > 1000
     assert pts[:, 0].max() <= 10 and pts.min() >= 0
     assert pts[:, 0].max() > 9  # the image is wider than high: x spans (almost) all of [0, 10]
+
+
+# ---- read_points: notes ------------------------------------------------------------------------------------
+
+
+def _notes(table: gio.PointTable, level: str | None = None) -> list[str]:
+    return [n.text for n in table.notes if level is None or n.level == level]
+
+
+def test_read_points_returns_a_frozen_table_and_load_points_the_array() -> None:
+    table = gio.read_points(b"x,y\n1,2\n3,4\n", filename="a.csv")
+    assert isinstance(table, gio.PointTable) and table.notes == () and table.label == "'a.csv'"
+    np.testing.assert_array_equal(table.points, load_points(b"x,y\n1,2\n3,4\n", filename="a.csv"))
+    with pytest.raises(AttributeError):
+        table.notes = ()  # type: ignore[misc]
+
+
+# ---- degenerate point sets (class 1) ---------------------------------------------------------------------
+
+
+def test_constant_column_is_warned_about_by_number_and_name() -> None:
+    table = gio.read_points(b"x,y,z\n1,2,5\n3,4,5\n6,8,5\n", filename="a.csv")
+    assert table.points.shape == (3, 3)
+    assert _notes(table, "warning") == [
+        "Column 3 ('z') is constant (every value is 5): the points vary in only 2 of their 3 coordinates."
+    ]
+    no_header = gio.read_points(npy_bytes(np.array([[1.0, 7.0], [2.0, 7.0]])), filename="a.npy")
+    assert _notes(no_header) == [
+        "Column 2 is constant (every value is 7): the points vary in only 1 of their 2 coordinates."
+    ]
+
+
+def test_many_constant_columns_make_one_note() -> None:
+    x = np.zeros((5, 64))
+    x[:, 10:20] = np.random.default_rng(0).normal(size=(5, 10))  # digits-like: most pixels always 0
+    (note,) = _notes(gio.read_points(npy_bytes(x), filename="d.npy"))
+    assert note.startswith("54 of the 64 columns are constant: column 1, column 2, ")
+    assert "vary in only 10 of their 64 coordinates" in note
+
+
+def test_all_points_identical_is_read_with_a_warning_and_refused_as_a_source() -> None:
+    table = gio.read_points(b"5,5\n5,5\n5,5\n", filename="same.csv")
+    assert table.points.shape == (3, 2)
+    assert [n.text for n in table.notes if n.level == "warning"] == [
+        "Every row is the same point (5, 5): as the target that is a single point mass; it cannot be the "
+        "source (particles that start at one point move as one)."
+    ]
+    assert len(table.notes) == 1  # not also "2 of the 3 rows repeat an earlier row"
+    with pytest.raises(DataFileError, match=r"'same\.csv' cannot be the source: every one of its 3 points"):
+        gio.check_source(table.points, "'same.csv'")
+    gio.check_source(np.array([[5.0, 5.0], [5.0, 6.0]]))  # two distinct points are fine
+
+
+def test_duplicated_grid_points_are_counted() -> None:
+    grid = np.repeat(np.stack(np.meshgrid(np.arange(3), np.arange(3)), -1).reshape(-1, 2), 4, axis=0)
+    text = "\n".join(f"{a},{b}" for a, b in grid).encode()
+    table = gio.read_points(text, filename="grid.csv")
+    assert table.points.shape == (36, 2)
+    assert _notes(table) == [
+        "27 of the 36 rows repeat an earlier row (9 distinct points); particles that start at the same "
+        "point move together."
+    ]
+    assert _notes(gio.read_points(b"0,1\n-0,1\n2,3\n", filename="z.csv"))[0].startswith("1 of the 3 rows")
+
+
+def test_column_constant_only_in_float32_is_warned_about() -> None:
+    (note,) = _notes(gio.read_points(b"1000000,1\n1000000.01,2\n", filename="a.csv"))
+    assert note.startswith("Column 1 varies only in digits float32 cannot hold (1e+06 to 1000000.01)")
+    assert "float64 precision" in note
+
+
+# ---- index columns (class 2) -----------------------------------------------------------------------------
+
+XY = [[1.5, 2.0], [3.5, 4.0], [5.0, 6.5]]
+
+
+@pytest.mark.parametrize(
+    ("text", "dropped"),
+    [
+        (
+            ",x,y\n0,1.5,2\n1,3.5,4\n2,5,6.5\n",
+            "Dropped column 1 (no name in the header): it numbers the rows 0, 1, 2",
+        ),
+        ("Unnamed: 0,x,y\n0,1.5,2\n1,3.5,4\n2,5,6.5\n", "Dropped column 1 (named 'Unnamed: 0')"),
+        ("index,x,y\n7,1.5,2\n3,3.5,4\n9,5,6.5\n", "it holds row labels (3 distinct whole numbers: 7, 3, …)"),
+        ('"","x","y"\n"1",1.5,2\n"2",3.5,4\n"3",5,6.5\n', "it numbers the rows 1, 2, 3"),  # R's write.csv
+        (",0,1\n0,1.5,2\n1,3.5,4\n2,5,6.5\n", "Dropped column 1 (no name"),  # pandas, numbered columns
+        ("0,1.5,2\n1,3.5,4\n2,5,6.5\n", "Dropped column 1: it numbers the rows 0, 1, 2"),  # header=False
+        ("1\t1.5\t2\n2\t3.5\t4\n3\t5\t6.5\n", "Dropped column 1: it numbers the rows 1, 2, 3"),
+    ],
+)
+def test_index_column_is_dropped_and_said(text: str, dropped: str) -> None:
+    table = gio.read_points(text.encode(), filename="a.csv")
+    np.testing.assert_array_equal(table.points, XY)
+    (note,) = table.notes
+    assert note.level == "info" and dropped in note.text, note.text
+
+
+def test_two_index_columns_from_a_second_to_csv_are_both_dropped() -> None:
+    table = gio.read_points(b",Unnamed: 0,x,y\n0,3,1.5,2\n1,7,3.5,4\n2,9,5,6.5\n", filename="a.csv")
+    np.testing.assert_array_equal(table.points, XY)
+    assert [n.text.split(" (")[0] for n in table.notes] == ["Dropped column 1", "Dropped column 2"]
+
+
+def test_pandas_to_csv_round_trips() -> None:
+    pd = pytest.importorskip("pandas")
+    arr = np.random.default_rng(0).normal(size=(20, 3))
+    for csv in (
+        pd.DataFrame(arr, columns=["x", "y", "z"]).to_csv(),
+        pd.DataFrame(arr).to_csv(),
+        pd.DataFrame(arr).to_csv(header=False),
+        pd.DataFrame(arr).sample(frac=1.0, random_state=0).sort_index().to_csv(),
+        pd.DataFrame(arr, index=pd.RangeIndex(20, name="index")).to_csv(),
+    ):
+        got = gio.read_points(csv.encode(), filename="df.csv")
+        np.testing.assert_allclose(got.points, arr, rtol=1e-15)
+        assert "Dropped column 1" in got.notes[0].text
+    shuffled = pd.DataFrame(arr).sample(frac=1.0, random_state=0)
+    np.testing.assert_allclose(
+        load_points(shuffled.to_csv().encode(), filename="df.csv"), shuffled.to_numpy()
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "shape", "notes"),
+    [
+        (
+            "0,0\n1,1\n2,2\n",
+            (3, 2),
+            ["Column 1 numbers the rows 0, 1, 2, like a saved row index; it is kept"],
+        ),
+        ("0.0,1.5\n1.0,2.5\n2.0,3.5\n", (3, 2), ["Column 1 numbers the rows"]),  # written as floats
+        ("t,x\n0,1.5\n1,2.5\n2,3.5\n", (3, 2), []),  # the header names it: a coordinate
+        ("0,1.5\n1,2.5\n", (2, 2), []),  # two rows: too few to tell
+        ("index\n0\n1\n2\n", (3, 1), []),  # the only column stays
+        (",x\n0.5,1\n1.5,2\n2.5,3\n", (3, 2), []),  # no name, but not whole numbers
+        ("2,1.5\n3,2.5\n4,3.5\n", (3, 2), []),  # not the row numbers
+    ],
+)
+def test_index_detection_is_conservative(text: str, shape: tuple[int, int], notes: list[str]) -> None:
+    table = gio.read_points(text.encode(), filename="a.csv")
+    assert table.points.shape == shape
+    got = _notes(table)
+    assert len(got) == len(notes) and all(g.startswith(n) for g, n in zip(got, notes, strict=True)), got
+
+
+def test_index_dropped_before_expected_dim_and_constant_columns_counted_in_file_columns() -> None:
+    table = gio.read_points(b",x,y\n0,1.5,3\n1,2.5,3\n2,3.5,3\n", filename="a.csv", expected_dim=2)
+    assert table.points.shape == (3, 2)
+    assert "Column 3 ('y') is constant (every value is 3)" in table.notes[1].text
+
+
+# ---- specific messages (class 4) -------------------------------------------------------------------------
+
+
+def test_values_beyond_float32_are_named_at_read_time_and_refused_for_a_float32_run() -> None:
+    table = gio.read_points(b"x,y\n1,2\n3,1e300\n", filename="big.csv")
+    (note,) = table.notes
+    assert note.level == "warning"
+    assert note.text.startswith(
+        "Column 2 ('y') has 1 value that is beyond float32's range (±3.4e38), up to 1e+300"
+    )
+    assert "divide every value by 1e300" in note.text
+    with pytest.raises(
+        DataFileError,
+        match=r"'big\.csv' has 1 value that is beyond float32's range \(±3\.4e38\), the precision this run "
+        r"computes in \(the first in coordinate 2\)\. Rescale the data \(e\.g\. divide every value by 1e300",
+    ):
+        gio.check_precision(table.points, "float32", "'big.csv'")
+    gio.check_precision(table.points, "float64", "'big.csv'")  # float64 holds it
+    gio.check_precision(np.array([[3.4e38, -3.4e38]]), "float32")  # the edge of the range is fine
+
+
+def test_number_too_large_for_float64_is_named() -> None:
+    with pytest.raises(DataFileError, match=r"'1e999' is too large even for float64 \(beyond ±1\.8e308\)"):
+        load_points(b"1,2\n3,1e999\n", filename="a.csv")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom_is_decoded(encoding: str) -> None:
+    data = "x;y\r\n1,5;2\r\n3;4\r\n".encode(encoding)
+    np.testing.assert_array_equal(load_points(data, filename="a.csv"), [[1.5, 2], [3, 4]])
+    with pytest.raises(
+        DataFileError, match=r"looks like UTF-16-.E text but cannot be decoded.*Save it as UTF-8"
+    ):
+        load_points(data[:-1], filename="a.csv")
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+XLSX = _zip({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"})
+
+
+def _npz() -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, points=np.ones((3, 2)))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "pattern"),
+    [
+        (
+            XLSX,
+            "a.csv",
+            r"'a\.csv' is not a text table: it is an Excel workbook \(\.xlsx\); save the sheet as CSV",
+        ),
+        (XLSX, None, r"it is an Excel workbook \(\.xlsx\)"),
+        (XLSX, "a.npz", r"'a\.npz' is not a \.npz archive: it is an Excel workbook"),
+        (_zip({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet"}), "a.csv", "OpenDocument"),
+        (
+            _zip({"points.csv": b"1,2\n3,4\n"}),
+            "a.csv",
+            r"a zip archive; unzip it and upload the table inside",
+        ),
+        (_npz(), "a.csv", r"it is a NumPy \.npz archive; give it the \.npz extension"),
+        (
+            png_bytes(Image.new("L", (4, 4))),
+            "a.csv",
+            r"it is a PNG image; upload it with its image extension",
+        ),
+        (png_bytes(Image.new("L", (4, 4))), "a.npy", r"not a NumPy \.npy file .*: it is a PNG image"),
+        (pickle.dumps(np.ones(3)), "a.csv", r"it is a Python pickle; save the array with numpy\.save"),
+        (pickle.dumps(np.ones(3)), "a.npy", r"contains Python objects \(pickle\)"),
+        (b"%PDF-1.7\n1 0 obj\n", "a.csv", "it is a PDF document"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "a.csv", r"an old \.xls workbook"),
+        (b"1,2\n3,4\n", "a.npz", r"not a valid \.npz \(zip\) archive\. It looks like a text table"),
+        (b"1,2\n3,4\n", "a.npy", r"not a NumPy \.npy file .*: it looks like a text table"),
+    ],
+)
+def test_files_of_other_kinds_are_named(data: bytes, filename: str | None, pattern: str) -> None:
+    with pytest.raises(DataFileError, match=pattern):
+        load_points(data, filename=filename)
+
+
+def test_text_starting_like_a_binary_format_is_still_a_table() -> None:
+    np.testing.assert_array_equal(load_points(b"PAR1,BM\n1,2\n3,4\n", filename="a.csv"), [[1, 2], [3, 4]])
+
+
+def test_image_errors_name_the_file() -> None:
+    with pytest.raises(
+        DataFileError, match=r"^'points\.png' is not an image PIL can read.*text table of points"
+    ):
+        image_to_points(b"x,y\n1,2\n3,4\n", filename="points.png")
+    with pytest.raises(DataFileError, match=r"^'a\.png' is not an image.*It is a NumPy \.npy file"):
+        image_to_points(npy_bytes(np.ones((3, 2))), filename="a.png")
+    with pytest.raises(DataFileError, match=r"^'blank\.png' has no pixels darker"):
+        image_to_points(png_bytes(Image.new("L", (8, 8), 255)), filename="blank.png")
+    with pytest.raises(DataFileError, match=r"^'cut\.png' is a damaged or truncated image"):
+        image_to_points(png_bytes(Image.new("L", (64, 64), 0))[:60], filename="cut.png")
+    dot = Image.new("L", (8, 8), 255)
+    dot.putpixel((3, 3), 0)
+    with pytest.raises(DataFileError, match=r"^'dot\.png' has only 1 pixel darker"):
+        image_to_points(png_bytes(dot), filename="dot.png")
+    assert image_to_points(png_bytes(dot), filename="dot.png", n=5).shape == (5, 2)
+
+
+def test_only_the_listed_image_formats_are_decoded() -> None:
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), 0).save(buf, format="PPM")  # PIL reads PPM, but it is not offered
+    with pytest.raises(DataFileError, match="is not an image PIL can read"):
+        image_to_points(buf.getvalue(), filename="a.ppm")
+    for fmt in ("TIFF", "WEBP"):
+        assert len(image_to_points(png_bytes(_rect_image().convert("RGB"), fmt), filename=f"a.{fmt}")) >= 40
