@@ -27,7 +27,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .config import PER_MEMBER_FIELDS, FlowConfig
-from .runner import Frame, Snapshot, nearest_neighbour_spacing
+from .runner import Frame, Snapshot, nearest_neighbour_spacing, nondegenerate_box
 
 __all__ = [
     "MEMBER_COLORS",
@@ -41,7 +41,6 @@ __all__ = [
     "history_figure",
     "member_labels",
     "nearest_neighbour_spacing",
-    "nondegenerate_box",
     "particles_figure",
     "projection_basis",
     "stability_readout",
@@ -111,23 +110,6 @@ def _describe(c: FlowConfig, names: Sequence[str]) -> str:
         else:
             parts.append(f"{_LABELS.get(name, name)} = {getattr(c, name)}")
     return ", ".join(parts)
-
-
-_F32_EPS = float(np.finfo(np.float32).eps)
-
-
-def nondegenerate_box(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The box [lo, hi] with no side of (almost) zero length, so that degenerate data (a constant
-    coordinate, all points identical) do not give a sliver of a view: a side shorter than 1e-3 of the
-    longest gets the longest one's length; a box that is a point within float32's resolution gets sides
-    of max(1, 1e-4·|centre|). Widened sides stay centred on the data; the others are kept exactly."""
-    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    centre, span = (lo + hi) / 2, hi - lo
-    size = max(1.0, float(np.max(np.abs(centre), initial=0.0)))
-    longest = float(np.max(span, initial=0.0))
-    side = longest if longest > 4 * _F32_EPS * size else max(1.0, 1e-4 * size)
-    short = ~(span >= 1e-3 * side)
-    return np.where(short, centre - side / 2, lo), np.where(short, centre + side / 2, hi)
 
 
 def axis_ranges(snap: Snapshot, member: int | None = 0, dims: tuple[int, int] = (0, 1)) -> list[list[float]]:

@@ -66,6 +66,7 @@ __all__ = [
     "UpdateKind",
     "data_extent",
     "nearest_neighbour_spacing",
+    "nondegenerate_box",
 ]
 
 RunnerState = Literal["ready", "playing", "paused", "finished", "error", "stopped"]
@@ -216,6 +217,23 @@ def _csv(table: np.ndarray, header: Sequence[str], int_columns: Sequence[int] = 
     return buf.getvalue()
 
 
+_F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def nondegenerate_box(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box [lo, hi] with no side of (almost) zero length, so that degenerate data (a constant
+    coordinate, all points identical) do not give a sliver of a view: a side shorter than 1e-3 of the
+    longest gets the longest one's length; a box that is a point within float32's resolution gets sides
+    of max(1, 1e-4·|centre|). Widened sides stay centred on the data; the others are kept exactly."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    centre, span = (lo + hi) / 2, hi - lo
+    size = max(1.0, float(np.max(np.abs(centre), initial=0.0)))
+    longest = float(np.max(span, initial=0.0))
+    side = longest if longest > 4 * _F32_EPS * size else max(1.0, 1e-4 * size)
+    short = ~(span >= 1e-3 * side)
+    return np.where(short, centre - side / 2, lo), np.where(short, centre + side / 2, hi)
+
+
 def data_extent(*clouds: np.ndarray, pad: float = 0.08, reach: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """A padded bounding box (lo, hi) of point clouds (..., d), ignoring non-finite values. Per
     coordinate the box is the data's range cut to ``reach`` times the 10–90 % quantile range beyond
@@ -232,8 +250,9 @@ def data_extent(*clouds: np.ndarray, pad: float = 0.08, reach: float = 1.5) -> t
     core = q90 - q10
     lo = np.maximum(pts.min(axis=0), q10 - reach * core)
     hi = np.minimum(pts.max(axis=0), q90 + reach * core)
-    span = np.maximum(hi - lo, 1e-6)
-    return lo - pad * span, hi + pad * span
+    span = hi - lo
+    # a constant coordinate or a single point still gets a box the φ grid and the view can use
+    return nondegenerate_box(lo - pad * span, hi + pad * span)
 
 
 def nearest_neighbour_spacing(points: np.ndarray, max_points: int = 2000, seed: int = 0) -> float:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from gpa_core import FlowConfig
 from gpa_core import figures as F
-from gpa_core.runner import Runner, Snapshot
+from gpa_core.runner import Runner, Snapshot, nondegenerate_box
 
 CFG = FlowConfig(hidden=(8, 8), steps=1000, kl_form="dv", dt=0.5)
 
@@ -327,14 +327,26 @@ def test_readout_explains_zero_spacing_and_zero_spread() -> None:
 
 
 def test_nondegenerate_box() -> None:
-    lo, hi = F.nondegenerate_box(np.array([0.0, 5.0]), np.array([4.0, 5.0]))  # y is constant
+    lo, hi = nondegenerate_box(np.array([0.0, 5.0]), np.array([4.0, 5.0]))  # y is constant
     np.testing.assert_array_equal(lo, [0.0, 3.0])
     np.testing.assert_array_equal(hi, [4.0, 7.0])
-    lo, hi = F.nondegenerate_box(np.array([2.0, 2.0]), np.array([2.0, 2.0]))  # a single point
+    lo, hi = nondegenerate_box(np.array([2.0, 2.0]), np.array([2.0, 2.0]))  # a single point
     np.testing.assert_array_equal(hi - lo, [1.0, 1.0])
-    lo, hi = F.nondegenerate_box(np.full(2, 1e6 - 1e-7), np.full(2, 1e6 + 1e-7))  # a point at 1e6
+    lo, hi = nondegenerate_box(np.full(2, 1e6 - 1e-7), np.full(2, 1e6 + 1e-7))  # a point at 1e6
     np.testing.assert_allclose(hi - lo, [100.0, 100.0])
     assert (np.float32(lo) < np.float32(1e6)).all() and (np.float32(hi) > np.float32(1e6)).all()
     box = (np.array([-1.0, 0.0, 3.0]), np.array([1.0, 0.5, 3.5]))  # nothing degenerate: kept exactly
-    for got, want in zip(F.nondegenerate_box(*box), box, strict=True):
+    for got, want in zip(nondegenerate_box(*box), box, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_data_extent_of_degenerate_clouds_is_a_usable_box() -> None:
+    """The φ grid and the arrows are laid over the run's extent: a single repeated point or a constant
+    coordinate must still give a box of real size (it was 1.6e-7 wide, so φ drew as a dot)."""
+    from gpa_core.runner import data_extent
+
+    lo, hi = data_extent(np.full((40, 2), 5.0), np.full((30, 2), 5.0))
+    assert np.all(hi - lo >= 1.0) and np.all(lo < 5.0) and np.all(hi > 5.0)
+    line = np.column_stack([np.linspace(0, 4, 30), np.full(30, 2.0)])
+    lo, hi = data_extent(line)
+    assert hi[1] - lo[1] == pytest.approx(hi[0] - lo[0]) and lo[1] < 2.0 < hi[1]
