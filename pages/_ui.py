@@ -31,6 +31,11 @@ from gpa_core.runner import Runner
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp")
 TABLE_EXTENSIONS = ("csv", "tsv", "txt", "dat", "npy", "npz")
 UPLOAD_LIMIT_MB = MAX_UPLOAD_BYTES // 2**20
+#: What an uploader lets the browser send: four times what the readers accept, and no filter on file
+#: types. A file the browser itself refuses never reaches the page, so the page would go on showing the
+#: previous file's message; a file that is too large or of the wrong type is sent instead, refused by
+#: the reader with its own message naming it, and that message replaces the last one.
+UPLOADER_LIMIT_MB = 4 * UPLOAD_LIMIT_MB
 REFRESH_SECONDS = 0.2  # live views poll the runner this often while it plays
 
 

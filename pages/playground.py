@@ -23,10 +23,8 @@ from gpa_core.presets import PresetError, list_presets
 from gpa_core.runner import HISTORY_FIELDS, Runner
 from pages import _state as S
 from pages._ui import (
-    IMAGE_EXTENSIONS,
     REFRESH_SECONDS,
-    TABLE_EXTENSIONS,
-    UPLOAD_LIMIT_MB,
+    UPLOADER_LIMIT_MB,
     npy_bytes,
     read_upload,
     sample_points,
@@ -242,9 +240,9 @@ def _data_side(side: str) -> _Side:
     if name == S.UPLOAD:
         upload = st.file_uploader(
             "CSV/TSV/TXT/NPY/NPZ table (one point per row) or an image (dark pixels → points)",
-            type=[*TABLE_EXTENSIONS, *IMAGE_EXTENSIONS],
+            type=None,  # every file reaches the reader, which names what it cannot use
             key=f"{P}{side}_upload",
-            max_upload_size=UPLOAD_LIMIT_MB,
+            max_upload_size=UPLOADER_LIMIT_MB,
         )
         slot = st.empty()
         if upload is None:
