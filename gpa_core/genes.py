@@ -17,15 +17,22 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
+    "FLOAT32_MAX",
     "AlignmentReport",
     "GeneDataError",
     "GeneStudies",
     "Study",
     "align_studies",
+    "check_study",
+    "float32_overflow_message",
     "make_synthetic_studies",
     "normalise_er_label",
     "normalise_er_labels",
+    "to_float32",
 ]
+
+#: The largest finite float32; expression matrices are held as float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class GeneDataError(ValueError):
@@ -120,6 +127,93 @@ class GeneStudies:
     @property
     def studies(self) -> tuple[Study, Study]:
         return (self.source, self.target)
+
+
+# ------------------------------------------------------------------------------------------ read-time checks
+def float32_overflow_message(label: str, where: str, value: float | str) -> str:
+    """The message for a value beyond float32's range (it would silently become infinite)."""
+    shown = f"{value:.4g}" if isinstance(value, float) else repr(value[:40])
+    return (
+        f"{label}: {where} holds {shown}, beyond the range of float32 (±3.4e38) in which expression "
+        "values are held; rescale the values (e.g. a log2 transform) and read the file again."
+    )
+
+
+def to_float32(values: object, label: str) -> np.ndarray:
+    """A numeric matrix as float32, refusing values that float32 cannot hold (they would become inf)."""
+    X = np.asarray(values)
+    if X.dtype.kind not in "fiub":
+        raise GeneDataError(f"{label}: the expression matrix holds {X.dtype} values, not numbers.")
+    if X.dtype.kind == "f" and X.dtype.itemsize > 4 and X.ndim == 2:
+        for i0 in range(0, X.shape[0], 64):  # in row blocks: no full-size temporary
+            block = X[i0 : i0 + 64]
+            big = np.isfinite(block) & (np.abs(block) > FLOAT32_MAX)
+            if big.any():
+                i, j = (int(v[0]) for v in np.nonzero(big))
+                where = f"sample {i0 + i + 1}, gene {j + 1}"
+                raise GeneDataError(float32_overflow_message(label, where, float(block[i, j])))
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def check_study(study: Study, label: str, how: str = "") -> Study:
+    """A study just read from ``label``, made plausible: samples without any value are dropped (and
+    named in ``study.notes``); at least 2 samples and 2 genes must remain, sample IDs must be unique
+    and no value may be infinite. ``how`` (e.g. " (read as rows = genes)") is added to size messages.
+    Genes without any value are left for :func:`align_studies`."""
+    X = study.expression
+    n, g = X.shape
+    empty = np.ones(n, dtype=bool)
+    for i0 in range(0, n, 64):  # in row blocks: no full-size temporary
+        block = X[i0 : i0 + 64]
+        if np.isinf(block).any():
+            i, j = (int(v[0]) for v in np.nonzero(np.isinf(block)))
+            raise GeneDataError(
+                f"{label}: sample '{study.sample_ids[i0 + i]}', gene '{study.gene_ids[j]}' is infinite; "
+                "expression values must be finite or missing."
+            )
+        empty[i0 : i0 + 64] = np.isnan(block).all(axis=1) if g else True
+    if n and g and empty.all():
+        raise GeneDataError(
+            f"{label} has no usable values: all {n * g:,} values ({_plural(n, 'sample')} × "
+            f"{_plural(g, 'gene')}) are missing."
+        )
+    dropped = study.sample_ids[empty]
+    if n and g and dropped.size:
+        idx = np.flatnonzero(~empty)
+        study = replace(
+            study,
+            expression=np.ascontiguousarray(X[idx]),
+            sample_ids=study.sample_ids[idx],
+            labels=None if study.labels is None else study.labels[idx],
+            characteristics=[[row[i] for i in idx if i < len(row)] for row in study.characteristics],
+            notes=[
+                *study.notes,
+                f"dropped {_plural(int(dropped.size), 'sample')} without any value: "
+                + ", ".join(str(s) for s in dropped[:5])
+                + (" …" if dropped.size > 5 else ""),
+            ],
+        )
+    if study.n_samples < 2 or study.n_genes < 2:
+        after = (
+            f" after dropping {_plural(int(dropped.size), 'sample')} without any value"
+            if dropped.size
+            else ""
+        )
+        found = f"{_plural(study.n_samples, 'sample')} × {_plural(study.n_genes, 'gene')}"
+        raise GeneDataError(
+            f"{label}: a study needs at least 2 samples and 2 genes; found {found}{how}{after}."
+        )
+    ids, counts = np.unique(study.sample_ids, return_counts=True)
+    if (counts > 1).any():
+        raise GeneDataError(
+            f"{label}: sample ID {str(ids[counts > 1][0])!r} appears more than once; "
+            "sample IDs must be unique."
+        )
+    return study
 
 
 # ------------------------------------------------------------------------------------------ labels
@@ -338,9 +432,15 @@ def align_studies(
         imputed = int((any_nan & keep).sum())
     dropped = int((~keep).sum())
     if not keep.any():
+        if missing == "drop":
+            raise GeneDataError(
+                f"all {shared:,} shared genes have missing values in {source.name} or {target.name}; "
+                "choose 'impute the gene mean' under 'missing values' on the page (missing='impute' in "
+                "Python), or check the files' missing-value markers."
+            )
         raise GeneDataError(
-            f"all {shared:,} shared genes have missing values in {source.name} or {target.name}; "
-            "use missing='impute' or check the files' missing-value markers."
+            f"every one of the {shared:,} shared genes has no value at all in {source.name} or "
+            f"{target.name}, so there is nothing to impute from; check the files' missing-value markers."
         )
     if dropped:
         Xs, Xt = Xs[:, keep], Xt[:, keep]

@@ -13,8 +13,18 @@ import re
 
 import numpy as np
 
-from gpa_core.gene_text import NA_VALUES, Source, dedupe_ids, parse_table, read_text, unquote
-from gpa_core.genes import GeneDataError, Study, normalise_er_labels
+from gpa_core.gene_table import parse_table
+from gpa_core.gene_text import (
+    MAX_BYTES,
+    NA_VALUES,
+    Blob,
+    Source,
+    dedupe_ids,
+    first_line,
+    read_utf8,
+    unquote,
+)
+from gpa_core.genes import GeneDataError, Study, check_study, normalise_er_labels
 
 __all__ = [
     "NA_VALUES",
@@ -24,21 +34,58 @@ __all__ = [
     "read_series_matrix",
 ]
 
+#: At most this many ``!Sample_characteristics_ch1`` / accession cells are kept (a few per sample).
+MAX_META_CELLS = 5_000_000
+_META_LINE = re.compile(
+    rb"^(!Sample_geo_accession|!Sample_characteristics_ch1|!Series_[A-Za-z0-9_]+)(?=[\t\r\n]|$)[^\n]*",
+    re.MULTILINE,
+)
 
-def _find_marker(text: str, marker: str, start: int = 0) -> int | None:
-    """Offset of the line that is exactly ``marker`` (any case, surrounding blanks allowed), or None."""
-    for m in re.compile(re.escape(marker), re.IGNORECASE).finditer(text, start):
-        at = m.start()
-        line_start = text.rfind("\n", 0, at) + 1
-        line_end = text.find("\n", at)
-        line = text[line_start : len(text) if line_end < 0 else line_end]
-        if line.strip().lower() == marker:
+
+def _find_marker(data: Blob, marker: bytes, start: int = 0) -> int | None:
+    """Offset of the line that is exactly ``marker`` (any case, surrounding blanks allowed), or None.
+    Searches for the marker's text (fast) and checks its line; a line is looked at once at most."""
+    pattern = re.compile(re.escape(marker), re.IGNORECASE)
+    pos = start
+    while (m := pattern.search(data, pos)) is not None:
+        line_start = data.rfind(b"\n", 0, m.start()) + 1
+        line_end = data.find(b"\n", m.end())
+        line_end = len(data) if line_end < 0 else line_end
+        if bytes(data[line_start:line_end]).strip().lower() == marker:
             return line_start
+        pos = line_end
     return None
 
 
 def _cells(line: str) -> list[str]:
     return [unquote(c) for c in line.rstrip("\r\n").split("\t")]
+
+
+def _metadata(data: Blob, end: int, label: str) -> tuple[dict[str, str], list[str], list[list[str]]]:
+    """The '!Series_…' values, the sample accessions and the characteristics lines before ``end``."""
+    meta: dict[str, str] = {}
+    accessions: list[str] = []
+    characteristics: list[list[str]] = []
+    n_cells = 0
+    for m in _META_LINE.finditer(data, 0, end):
+        key = m.group(1).decode()
+        if key.startswith("!Series_"):
+            parts = m.group(0).split(b"\t", 2)
+            if key[1:] not in meta and len(parts) > 1:
+                meta[key[1:]] = unquote(parts[1].decode("utf-8", "replace").rstrip("\r"))
+            continue
+        n_cells += data.count(b"\t", m.start(), m.end())
+        if n_cells > MAX_META_CELLS:
+            raise GeneDataError(
+                f"{label}: the sample metadata lines hold more than {MAX_META_CELLS:,} cells, "
+                "far more than a GEO series matrix has."
+            )
+        cells = _cells(m.group(0).decode("utf-8", "replace"))[1:]
+        if key == "!Sample_geo_accession":
+            accessions = cells
+        else:
+            characteristics.append(cells)
+    return meta, accessions, characteristics
 
 
 def read_series_matrix(
@@ -47,65 +94,66 @@ def read_series_matrix(
     label_tag: str | None = "auto",
     filename: str | None = None,
     name: str | None = None,
-    dtype: type[np.floating] = np.float32,
+    max_bytes: int = MAX_BYTES,
 ) -> Study:
     """Read a GEO series-matrix file (``GSExxxx_series_matrix.txt`` or ``.txt.gz``).
 
     Metadata lines start with '!'; the expression table (probes × samples, quoted IDs) lies between
     ``!series_matrix_table_begin`` and ``!series_matrix_table_end``. Missing values: :data:`NA_VALUES`
-    (null/Null/NA/empty …). Repeated probe IDs keep their first row and are counted.
-    ``!Sample_characteristics_ch1`` lines are kept in ``study.characteristics``; labels come from
-    the tag ``label_tag`` (fuzzy, case-insensitive; "auto" looks for an ER-status tag, None skips
-    labels), normalised to "ER+"/"ER-" where recognisable.
+    (null/Null/NA/empty …). Repeated probe IDs keep their first row and are counted; samples
+    without any value are dropped (noted). ``!Sample_characteristics_ch1`` lines are kept in
+    ``study.characteristics``; labels come from the tag ``label_tag`` (fuzzy, case-insensitive;
+    "auto" looks for an ER-status tag, None skips labels), normalised to "ER+"/"ER-" where
+    recognisable. ``max_bytes`` caps the text after decompression.
     """
-    text, label = read_text(src, filename)
-    begin_at = _find_marker(text, "!series_matrix_table_begin")
+    data, label = read_utf8(src, filename, max_bytes)
+    begin_at = _find_marker(data, b"!series_matrix_table_begin")
     if begin_at is None:
+        head = first_line(data)
         hint = (
-            " (it looks like a plain table: use read_expression_table)"
-            if not text.lstrip().startswith("!")
+            " (it looks like a plain table: read it with read_expression_table, or load_study, which "
+            "the app uses)"
+            if head is not None and not head[2].lstrip().startswith("!")
             else ""
         )
         raise GeneDataError(
             f"{label} has no '!series_matrix_table_begin' line, so it is not a GEO series matrix{hint}."
         )
-    table_start = text.find("\n", begin_at) + 1 if text.find("\n", begin_at) >= 0 else len(text)
-    end_at = _find_marker(text, "!series_matrix_table_end", table_start)
+    nl = data.find(b"\n", begin_at)
+    table_start = len(data) if nl < 0 else nl + 1
+    end_at = _find_marker(data, b"!series_matrix_table_end", table_start)
     if end_at is None:
         raise GeneDataError(
             f"{label} ends before '!series_matrix_table_end': "
             "the file is truncated (an incomplete download?)."
         )
-    lines = text[:begin_at].splitlines()  # the metadata only; the table is never split into lines here
-    begin = len(lines)
-    meta: dict[str, str] = {}
-    accessions: list[str] = []
-    characteristics: list[list[str]] = []
-    for ln in lines[:begin]:
-        if not ln.startswith("!"):
-            continue
-        cells = _cells(ln)
-        key = cells[0]
-        if key == "!Sample_geo_accession":
-            accessions = cells[1:]
-        elif key == "!Sample_characteristics_ch1":
-            characteristics.append(cells[1:])
-        elif key.startswith("!Series_") and key not in meta and len(cells) > 1:
-            meta[key[1:]] = cells[1]
-    table = text[table_start:end_at]
-    rows = re.compile(r"^[ \t]*\S", re.MULTILINE).finditer(table)  # a header and ≥ 1 data row?
-    if next(rows, None) is None or next(rows, None) is None:
+    meta, accessions, characteristics = _metadata(data, begin_at, label)
+    header = first_line(data, table_start, end_at)
+    if header is None or first_line(data, header[1], end_at) is None:
         raise GeneDataError(
             f"{label}: the series matrix table has no expression rows; "
             "GEO sometimes keeps a series' data only in supplementary files."
         )
-    row_ids, sample_ids, values, dropped = parse_table(table, "\t", label, first_line=begin + 2)
+    begin_line = data.count(b"\n", 0, table_start) + 1
+    table = parse_table(
+        data,
+        "\t",
+        label,
+        start=table_start,
+        end=end_at,
+        first_line_no=begin_line,
+        max_bytes=max_bytes,
+        rows_are_genes=True,
+    )
+    del data
+    row_ids, sample_ids = table.row_ids, table.col_ids
     notes: list[str] = []
-    if dropped:
-        notes.append(f"dropped non-numeric column(s): {', '.join(list(dropped)[:5])}")
+    if table.dropped:
+        notes.append(f"dropped non-numeric column(s): {', '.join(list(table.dropped)[:5])}")
     keep, n_dup = dedupe_ids(row_ids)
+    X = table.matrix(True, keep_rows=keep if n_dup else None)
     if n_dup:
-        row_ids, values = row_ids[keep], values[keep]
+        row_ids = row_ids[keep]
         notes.append(f"{n_dup} repeated probe ID(s) dropped (first kept)")
     # align characteristics (ordered like !Sample_geo_accession) with the table's columns
     if characteristics and accessions:
@@ -120,7 +168,7 @@ def read_series_matrix(
         notes.append("sample characteristics ignored: their count does not match the table's columns")
         characteristics = []
     study = Study(
-        np.ascontiguousarray(values.T, dtype=dtype),
+        X,
         row_ids,
         sample_ids,
         name=name or meta.get("Series_geo_accession") or label.strip("'"),
@@ -129,6 +177,7 @@ def read_series_matrix(
         n_duplicate_ids_dropped=n_dup,
         notes=notes,
     )
+    study = check_study(study, label)
     if label_tag is not None:
         labels = labels_from_characteristics(study, label_tag, required=label_tag != "auto")
         if labels is not None:
@@ -141,15 +190,21 @@ def normalise_tag(tag: str) -> str:
     return re.sub(r"[^a-z0-9]", "", tag.lower())
 
 
+def _tag_key(tag: str) -> str:
+    """Tags that differ only in case or blanks are one tag ("ER :", "er  status" = "ER status")."""
+    return "".join(tag.split()).casefold()
+
+
 def find_label_tags(study: Study) -> list[tuple[str, np.ndarray]]:
     """All ``tag: value`` characteristics of a study: [(tag, values per sample ("" where absent)), …].
 
     Tags are gathered per sample over every characteristics line, so a tag may sit on different
-    lines for different samples. A cell without ':' is listed under the tag ``characteristics k``
-    (its line number). Order: first appearance.
+    lines for different samples; tags that differ only in case or blanks (``ER: +``, ``er :+``)
+    are one tag, shown with its first spelling. A cell without ':' is listed under the tag
+    ``characteristics k`` (its line number). Order: first appearance.
     """
     n = study.n_samples
-    table: dict[str, list[str]] = {}
+    table: dict[str, tuple[str, list[str]]] = {}
     for k, row in enumerate(study.characteristics):
         for i, cell in enumerate(row[:n]):
             cell = cell.strip()
@@ -160,10 +215,10 @@ def find_label_tags(study: Study) -> list[tuple[str, np.ndarray]]:
                 tag, value = tag.strip(), value.strip()
             else:
                 tag, value = f"characteristics {k + 1}", cell
-            values = table.setdefault(tag, [""] * n)
+            _, values = table.setdefault(_tag_key(tag), (tag, [""] * n))
             if not values[i]:
                 values[i] = value
-    return [(tag, np.array(values, dtype=str)) for tag, values in table.items()]
+    return [(tag, np.array(values, dtype=str)) for tag, values in table.values()]
 
 
 _ER_TAG = re.compile(r"^(er|esr1|o?estrogenreceptor)(status)?(ihc|byihc)?$")

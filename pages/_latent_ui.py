@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,16 @@ import streamlit as st
 from gpa_core import ensembles as E
 from gpa_core.config import FlowConfig
 from gpa_core.figures_ensemble import curves_figure
-from gpa_core.gene_io import attach_labels, find_label_tags, labels_from_characteristics, load_study
+from gpa_core.gene_io import (
+    CAP_ENV,
+    MAX_BYTES,
+    MAX_LABEL_BYTES,
+    attach_labels,
+    find_label_tags,
+    labels_from_characteristics,
+    load_study,
+    read_label_file,
+)
 from gpa_core.genes import GeneDataError, Study, make_synthetic_studies
 from gpa_core.latent import (
     IntegrationResult,
@@ -39,6 +49,10 @@ PAPER_TARGET = (49, 216)
 UMAP_SEED = 100  # paper Fig. 8
 STUDY_COLORS = {"source": "#d62728", "target": "#1f77b4"}
 LABEL_COLORS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+#: per-file upload caps in MB: an expression file (a gzipped one may hold up to the study cap of
+#: text, :func:`study_cap`) and a label file (the reader's own cap, MAX_LABEL_BYTES, is larger)
+UPLOAD_MB = 200
+LABEL_UPLOAD_MB = 5
 
 
 def defaults() -> dict[str, Any]:
@@ -67,10 +81,47 @@ def synthetic(n_genes: int, n_source: int, n_target: int, seed: int) -> tuple[St
     return g.source, g.target
 
 
+def study_cap() -> tuple[int, str | None]:
+    """The cap on one study file's text in bytes: ``GPA_MAX_STUDY_MB`` (MB) if set, else the core's
+    default (512 MB); and a warning when the variable is not a positive whole number."""
+    raw = os.environ.get(CAP_ENV, "").strip()
+    if not raw:
+        return MAX_BYTES, None
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw) * 2**20, None
+    return MAX_BYTES, (
+        f"{CAP_ENV}={raw!r} is not a positive whole number of MB; using the default cap of "
+        f"{MAX_BYTES // 2**20} MB of text per study file."
+    )
+
+
+def upload_mb(cap: int) -> int:
+    """The expression uploaders' cap in MB: :data:`UPLOAD_MB`, or less when the study cap is lower."""
+    return max(1, min(UPLOAD_MB, cap // 2**20))
+
+
+def _check_size(data: bytes, filename: str, limit_mb: int) -> None:
+    """The uploader's cap, checked again on the server (a client may ignore it)."""
+    if len(data) > limit_mb * 2**20:
+        raise GeneDataError(
+            f"'{filename}' is {len(data) / 2**20:,.1f} MB, larger than the {limit_mb} MB upload limit "
+            "for this kind of file."
+        )
+
+
 @st.cache_resource(max_entries=4, show_spinner="Reading the file …")
-def read_study(data: bytes, filename: str, orientation: str, name: str) -> Study:
-    """An uploaded study (series matrix or table); labels are attached separately."""
-    return load_study(data, filename=filename, orientation=orientation, label_tag=None, name=name)  # type: ignore[arg-type]
+def read_study(data: bytes, filename: str, orientation: str, name: str, max_bytes: int = MAX_BYTES) -> Study:
+    """An uploaded study (series matrix or table) of at most ``max_bytes`` of text; labels are
+    attached separately."""
+    _check_size(data, filename, upload_mb(max_bytes))
+    return load_study(
+        data,
+        filename=filename,
+        orientation=orientation,  # type: ignore[arg-type]
+        label_tag=None,
+        name=name,
+        max_bytes=max_bytes,
+    )
 
 
 def label_tags(study: Study) -> list[str]:
@@ -93,9 +144,9 @@ def with_tag_labels(study: Study, tag: str) -> Study:
 
 
 def with_label_file(study: Study, data: bytes, filename: str) -> Study:
-    from gpa_core.gene_io import read_label_file
-
-    return attach_labels(study, read_label_file(data, filename=filename))
+    """The study labelled from an uploaded label file (sample ID, label)."""
+    _check_size(data, filename, LABEL_UPLOAD_MB)
+    return attach_labels(study, read_label_file(data, filename=filename, max_bytes=MAX_LABEL_BYTES))
 
 
 @st.cache_resource(max_entries=2, show_spinner="Fitting the encoder (standardization + PCA) …")

@@ -23,7 +23,7 @@ ORIENTATIONS = {
     "genes_by_samples": "rows = genes",
     "samples_by_genes": "rows = samples",
 }
-UPLOAD_TYPES = ["csv", "tsv", "txt", "gz", "tab"]
+MISSING = {"drop": "drop genes with missing values", "impute": "impute the gene mean"}
 
 
 def _holder() -> dict[str, Any]:
@@ -31,28 +31,40 @@ def _holder() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ data
-def _upload_column(col: Any, role: str) -> Study | None:
-    """One study's upload widgets; returns the labelled study, or None (with an st.error) on failure."""
+def _naming(message: str, filename: str) -> str:
+    """``message``, prefixed with the file's name unless it already names it."""
+    return message if filename in message else f"'{filename}': {message}"
+
+
+def _upload_column(col: Any, role: str, cap: int) -> Study | None:
+    """One study's upload widgets; returns the labelled study, or None (with an st.error) on failure.
+    ``cap``: the most text (bytes, after decompression) a study file may hold."""
     col.markdown(f"**{role.capitalize()} study**")
+    limit = U.upload_mb(cap)
     f = col.file_uploader(
         f"{role} expression file",
-        type=UPLOAD_TYPES,
+        type=None,  # every file reaches the reader, which names what it cannot use
         key=f"lat_up_{role}",
+        max_upload_size=2 * limit,  # more than the reader takes: see UPLOADER_LIMIT_MB in pages/_ui.py
         help="CSV/TSV table (plain or gzipped; genes × samples or samples × genes) or a GEO series-matrix "
-        "file (GSE…_series_matrix.txt[.gz]).",
+        f"file (GSE…_series_matrix.txt[.gz]). At most {limit} MB per file and {cap // 2**20} MB of text "
+        f"once decompressed (environment variable {U.CAP_ENV} when the app starts).",
     )
     orient = col.selectbox(
         "orientation", list(ORIENTATIONS), format_func=ORIENTATIONS.get, key=f"lat_orient_{role}"
     )
     lab = col.file_uploader(
-        f"{role} label file (optional: sample ID, label)", type=UPLOAD_TYPES, key=f"lat_lab_{role}"
+        f"{role} label file (optional: sample ID, label)",
+        type=None,
+        key=f"lat_lab_{role}",
+        max_upload_size=4 * U.LABEL_UPLOAD_MB,
     )
     if f is None:
         return None
     try:
-        study = U.read_study(f.getvalue(), f.name, orient, f"{role} ({f.name})")
+        study = U.read_study(f.getvalue(), f.name, orient, f"{role} ({f.name})", cap)
     except (GeneDataError, ValueError) as exc:
-        col.error(f"{f.name}: {exc}")
+        col.error(_naming(str(exc), f.name))
         return None
     try:
         if lab is not None:
@@ -70,7 +82,7 @@ def _upload_column(col: Any, role: str) -> Study | None:
                 )
                 study = U.with_tag_labels(study, tag)
     except (GeneDataError, ValueError) as exc:
-        col.error(f"{lab.name if lab is not None else f.name}: {exc}")
+        col.error(_naming(str(exc), lab.name if lab is not None else f.name))
         return None
     counts = study.label_counts()
     col.caption(
@@ -105,10 +117,19 @@ def _data() -> tuple[Study, Study, str] | None:
         )
         source, target = U.synthetic(int(genes), int(n_s), int(n_t), int(seed))
         key = f"synthetic-{genes}-{n_s}-{n_t}-{seed}"
+        missing = "drop"  # the synthetic studies have no missing values
     else:
+        cap, warning = U.study_cap()
+        if warning:
+            st.warning(warning)
         c1, c2 = st.columns(2)
-        source = _upload_column(c1, "source")
-        target = _upload_column(c2, "target")
+        source = _upload_column(c1, "source", cap)
+        target = _upload_column(c2, "target", cap)
+        missing = st.radio(
+            "missing values", list(MISSING), horizontal=True, key="lat_missing", format_func=MISSING.get,
+            help="Genes with a missing value in either study: drop them, or replace the missing values "
+            "by the gene's mean within its study (a gene with no value at all in a study is dropped).",
+        )  # fmt: skip
         if source is None or target is None:
             st.info("Upload a source and a target study (and labels, if the files have none) to continue.")
             return None
@@ -121,9 +142,9 @@ def _data() -> tuple[Study, Study, str] | None:
             h.update(str(s.expression.shape).encode())
             h.update(np.ascontiguousarray(s.expression[:, : min(50, s.n_genes)]).tobytes())
             h.update("".join(s.labels.tolist() if s.labels is not None else []).encode())
-        key = "upload-" + h.hexdigest()
+        key = f"upload-{missing}-" + h.hexdigest()
     try:
-        source, target, report = align_studies(source, target)
+        source, target, report = align_studies(source, target, missing=missing)
     except GeneDataError as exc:
         st.error(f"The studies cannot be aligned: {exc}")
         return None

@@ -92,8 +92,8 @@ def test_bad_uploads_show_errors_and_page_keeps_working() -> None:
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 2, errors
-    assert errors[0].startswith("bad_cell.csv:") and "high" in errors[0]
-    assert errors[1].startswith("junk.csv:")
+    assert errors[0].startswith("'bad_cell.csv'") and "high" in errors[0]
+    assert errors[1].startswith("'junk.csv'")
     # a good series matrix with several characteristics tags: a tag chooser appears, labels come from it
     at.file_uploader(key="lat_up_source").set_value(
         ("gse_a_series_matrix.txt", (FIXTURES / "gse_a_series_matrix.txt").read_bytes(), "text/plain")
@@ -107,8 +107,60 @@ def test_bad_uploads_show_errors_and_page_keeps_working() -> None:
     at.file_uploader(key="lat_lab_source").set_value(("labels.csv", b"sample,label\nX1,ER+\n", "text/csv"))
     at.run()
     assert not at.exception
-    assert any(e.value.startswith("labels.csv:") and "no label" in e.value for e in at.error)
+    assert any(e.value.startswith("'labels.csv'") and "no label" in e.value for e in at.error)
     # back to the synthetic data: everything works again
     at.radio(key="lat_data").set_value("synthetic")
     at.run()
     assert not at.exception and not at.error
+
+
+def _upload_mode() -> AppTest:
+    at = _app()
+    at.radio(key="lat_data").set_value("upload")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_uploaders_are_capped_and_messages_name_real_controls() -> None:
+    from gpa_core.gene_io import PAGE_ORIENTATION
+
+    at = _upload_mode()
+    for role in ("source", "target"):
+        # the browser may send more than the readers take (200 MB, 5 MB), so that a file too large is
+        # refused by the page with a message that replaces the last one
+        assert at.file_uploader(key=f"lat_up_{role}").proto.max_upload_size_mb == 2 * 200
+        assert at.file_uploader(key=f"lat_lab_{role}").proto.max_upload_size_mb == 4 * 5
+        # the readers' messages name these choices: they must be the page's own labels
+        assert set(PAGE_ORIENTATION.values()) <= set(at.selectbox(key=f"lat_orient_{role}").options)
+    assert at.radio(key="lat_missing").options == ["drop genes with missing values", "impute the gene mean"]
+
+
+def test_study_cap_comes_from_the_environment(monkeypatch) -> None:
+    import gzip
+
+    monkeypatch.setenv("GPA_MAX_STUDY_MB", "1")
+    at = _upload_mode()
+    assert at.file_uploader(key="lat_up_source").proto.max_upload_size_mb == 2 * 1
+    big = b"id,S1,S2\n" + b"".join(b"g%d,1.25,2.5\n" % i for i in range(120_000))  # ~1.7 MB of text
+    at.file_uploader(key="lat_up_source").set_value(("big.csv.gz", gzip.compress(big), "application/gzip"))
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "the cap is 1 MB" in errors[0] and "GPA_MAX_STUDY_MB" in errors[0], errors
+    monkeypatch.setenv("GPA_MAX_STUDY_MB", "lots")
+    at.run()
+    assert any("GPA_MAX_STUDY_MB='lots'" in w.value for w in at.warning)
+
+
+def test_missing_values_choice_reaches_the_alignment() -> None:
+    at = _upload_mode()
+    for role, name in (("source", "gse_a_series_matrix.txt"), ("target", "gse_b_series_matrix.txt.gz")):
+        at.file_uploader(key=f"lat_up_{role}").set_value((name, (FIXTURES / name).read_bytes(), "text/plain"))
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Alignment:" in c.value and "2 genes kept of 7 shared" in c.value for c in at.caption)
+    at.radio(key="lat_missing").set_value("impute")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("7 genes kept" in c.value and "imputed by the gene mean" in c.value for c in at.caption)

@@ -357,3 +357,244 @@ def test_align_all_missing_gives_clear_error():
     b = Study(np.array([[1.0, np.nan]]), ["g1", "g2"], ["b"], name="B")
     with pytest.raises(GeneDataError, match="missing='impute'"):
         align_studies(a, b)
+
+
+# ------------------------------------------------------------------------------------------ caps
+def _gzip(data: bytes, level: int = 6) -> bytes:
+    return gzip.compress(data, compresslevel=level, mtime=0)
+
+
+def test_gzip_is_decompressed_in_a_stream_up_to_the_cap():
+    table = b"id,S1,S2\n" + b"".join(b"g%d,1.5,2.5\n" % i for i in range(20_000))  # ~260 kB
+    assert read_expression_table(_gzip(table), max_bytes=len(table)).n_genes == 20_000
+    with pytest.raises(GeneDataError, match=r"'big\.csv\.gz' decompresses to more than") as info:
+        read_expression_table(_gzip(table), filename="big.csv.gz", max_bytes=len(table) - 1)
+    msg = str(info.value)
+    assert "max_bytes=" in msg and "GPA_MAX_STUDY_MB" in msg and "the cap is" in msg
+    # concatenated gzip members are one file; a truncated or padded stream is reported
+    halves = _gzip(table[:100_000].rsplit(b"\n", 1)[0] + b"\n") + _gzip(table[100_000:].split(b"\n", 1)[1])
+    assert load_study(halves).n_genes == 20_000 - 1
+    with pytest.raises(GeneDataError, match="end early"):
+        read_expression_table(_gzip(table)[:-100], filename="cut.csv.gz")
+    with pytest.raises(GeneDataError, match="data after the end of its gzip stream"):
+        read_expression_table(_gzip(table) + b"trailing junk", filename="junk.csv.gz")
+    assert read_expression_table(_gzip(table) + b"\x00" * 64).n_genes == 20_000  # zero padding is fine
+
+
+def test_plain_files_and_value_counts_are_capped_too():
+    table = b"id,S1,S2\ng1,1,2\ng2,3,4\ng3,5,6\n"
+    with pytest.raises(GeneDataError, match=r"'t\.csv' is more than"):
+        read_expression_table(table, filename="t.csv", max_bytes=10)
+    # 2 bytes of text per value ("1,"), 4 bytes per float32: the text fits the cap, the matrix not
+    short = b"id,a,b,c,d\n" + b"g,1,1,1,1\n" * 10
+    with pytest.raises(GeneDataError, match=r"'s\.csv' holds up to 40 values .* float32"):
+        read_expression_table(short, filename="s.csv", max_bytes=len(short))
+    with pytest.raises(GeneDataError, match="too large for a label file"):
+        read_label_file(b"a,P\n" * 100, filename="labels.csv", max_bytes=100)
+
+
+# ------------------------------------------------------------------------------------------ plausibility
+def test_tiny_studies_are_refused_at_read_time():
+    with pytest.raises(GeneDataError, match=r"'one\.csv': a study needs at least 2 samples and 2 genes"):
+        read_expression_table(b"id,S1\ng1,1\n", filename="one.csv")
+    with pytest.raises(GeneDataError, match=r"found 1 sample × 3 genes \(read as rows = genes\)"):
+        read_expression_table(
+            b"id,S1\ng1,1\ng2,2\ng3,3\n", filename="col.csv", orientation="genes_by_samples"
+        )
+    one_sample = (
+        b'!Sample_geo_accession\t"GSM1"\n!series_matrix_table_begin\n"ID_REF"\t"GSM1"\n'
+        b'"a"\t1\n"b"\t2\n!series_matrix_table_end\n'
+    )
+    with pytest.raises(GeneDataError, match=r"'gse\.txt': a study needs .* found 1 sample × 2 genes"):
+        read_series_matrix(one_sample, filename="gse.txt")
+
+
+def test_samples_without_values_are_dropped_and_named():
+    s = read_expression_table(b"id,S1,S2,S3\ng1,1,NA,2\ng2,3,,4\ng3,5,null,6\ng4,1,-,1\n", filename="m.csv")
+    assert list(s.sample_ids) == ["S1", "S3"]
+    assert any("dropped 1 sample without any value: S2" in n for n in s.notes)
+    header = "id," + ",".join(f"S{i}" for i in range(9)) + "\n"
+    rows = "".join(
+        f"g{g}," + ",".join("7" if i in (0, 8) else "NA" for i in range(9)) + "\n" for g in range(3)
+    )
+    s = read_expression_table((header + rows).encode(), filename="wide.csv", orientation="genes_by_samples")
+    assert s.n_samples == 2
+    assert any(n.startswith("dropped 7 samples without any value: S1, S2, S3, S4, S5 …") for n in s.notes)
+    # a series matrix: the characteristics and labels follow the samples that are kept
+    gse = (FIX / "gse_a_series_matrix.txt").read_text()
+    lines = gse.splitlines()
+    table_at = lines.index("!series_matrix_table_begin") + 2
+    for k in range(table_at, len(lines) - 1):  # GSM1002 (the second sample) loses every value
+        cells = lines[k].split("\t")
+        lines[k] = "\t".join([*cells[:2], "null", *cells[3:]])
+    s = read_series_matrix("\n".join(lines).encode(), filename="gse_a.txt")
+    assert list(s.sample_ids) == ["GSM1001", "GSM1003", "GSM1004", "GSM1005", "GSM1006"]
+    assert list(s.labels) == ["ER+", "ER-", "ER+", "ER-", "ER+"]
+    assert any("GSM1002" in n for n in s.notes)
+
+
+def test_no_usable_values_is_refused_but_empty_genes_are_kept():
+    with pytest.raises(GeneDataError, match=r"'m\.csv' has no usable values: all 6 values"):
+        read_expression_table(b"id,S1,S2\ng1,NA,NA\ng2,,NA\ng3,NA,\n", filename="m.csv")
+    s = read_expression_table(b"id,S1,S2\ng1,NA,NA\ng2,1,2\ng3,3,4\n")
+    assert s.n_genes == 3 and np.isnan(s.expression[:, 0]).all()  # left for align_studies
+
+
+class _FakeAnnData:
+    def __init__(self, X, var, obs):
+        self.X, self.var_names, self.obs_names = X, var, obs
+        self.shape = np.asarray(X).shape
+
+
+@pytest.fixture
+def fake_anndata(monkeypatch):
+    """A stand-in for the optional package anndata: read_h5ad returns ``module.next``."""
+    import sys
+    import types
+
+    module = types.ModuleType("anndata")
+    module.next = None
+
+    def read_h5ad(fh):
+        if isinstance(module.next, Exception):
+            raise module.next
+        return module.next
+
+    module.read_h5ad = read_h5ad
+    monkeypatch.setitem(sys.modules, "anndata", module)
+    return module
+
+
+def test_h5ad_is_checked_like_the_tables(fake_anndata):
+    h5 = b"\x89HDF\r\n\x1a\n rest"
+    fake_anndata.next = _FakeAnnData(
+        np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 4.0]]), ["g1", "g2"], ["a", "b", "c"]
+    )
+    s = load_study(h5, filename="x.h5ad")
+    assert s.expression.dtype == np.float32 and list(s.sample_ids) == ["a", "c"]
+    assert any("dropped 1 sample" in n for n in s.notes)
+    fake_anndata.next = _FakeAnnData(np.array([[1.0, 2.0]]), ["g1", "g2"], ["a"])
+    with pytest.raises(GeneDataError, match=r"'x\.h5ad': a study needs at least 2 samples"):
+        read_h5ad(h5, filename="x.h5ad")
+    fake_anndata.next = _FakeAnnData(np.array([[1.0, 1e300], [2.0, 3.0]]), ["g1", "g2"], ["a", "b"])
+    with pytest.raises(GeneDataError, match="float32"):
+        read_h5ad(h5, filename="x.h5ad")
+    fake_anndata.next = KeyError("X")
+    with pytest.raises(GeneDataError, match=r"'x\.h5ad' could not be read as \.h5ad"):
+        read_h5ad(h5, filename="x.h5ad")
+
+
+# ------------------------------------------------------------------------------------------ page hints
+def test_messages_name_the_page_control_and_the_python_argument():
+    with pytest.raises(GeneDataError, match="square") as info:
+        read_expression_table(b"id,a,b\ng1,1,2\ng2,3,4\n")
+    assert "'rows = genes'" in str(info.value) and "orientation='genes_by_samples'" in str(info.value)
+    a = Study(np.array([[np.nan, 1.0]]), ["g1", "g2"], ["a"], name="A")
+    b = Study(np.array([[1.0, np.nan]]), ["g1", "g2"], ["b"], name="B")
+    with pytest.raises(GeneDataError, match="missing='impute'") as info:
+        align_studies(a, b)
+    assert "'impute the gene mean'" in str(info.value)
+    c = Study(np.array([[np.nan, np.nan]]), ["g1", "g2"], ["c"], name="C")
+    with pytest.raises(GeneDataError, match="nothing to impute") as info:
+        align_studies(c, b, missing="impute")
+    assert "missing=" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------ GEO tags
+def test_characteristics_tags_match_across_case_and_blanks():
+    gse = (
+        '!Sample_geo_accession\t"GSM1"\t"GSM2"\t"GSM3"\t"GSM4"\t"GSM5"\n'
+        '!Sample_characteristics_ch1\t"er: +"\t"ER: -"\t"ER :+"\t"er  status: P"\t"ER status: N"\n'
+        '!series_matrix_table_begin\n"ID_REF"\t"GSM1"\t"GSM2"\t"GSM3"\t"GSM4"\t"GSM5"\n'
+        '"a"\t1\t2\t3\t4\t5\n"b"\t2\t3\t4\t5\t6\n!series_matrix_table_end\n'
+    )
+    s = read_series_matrix(gse.encode(), label_tag=None)
+    tags = dict(find_label_tags(s))
+    assert list(tags) == ["er", "er  status"]  # the first spelling of each
+    assert list(tags["er"]) == ["+", "-", "+", "", ""]
+    assert list(tags["er  status"]) == ["", "", "", "P", "N"]
+    assert list(labels_from_characteristics(s, "ER status")) == ["", "", "", "ER+", "ER-"]
+
+
+# ------------------------------------------------------------------------------------------ encodings, range
+TSV = "id\tS1\tS2\ng1\t1.5\t2\ng2\t3\t4\ng3\t5\t6\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "utf-8-sig", "latin-1"])
+def test_utf16_with_or_without_bom_and_other_encodings(encoding):
+    s = read_expression_table(TSV.replace("g3", "gé").encode(encoding), filename="u.tsv")
+    assert list(s.gene_ids) == ["g1", "g2", "gé"] and s.expression[0, 0] == pytest.approx(1.5)
+    assert load_study(TSV.encode(encoding)).n_genes == 3
+
+
+def test_damaged_utf16_says_to_save_as_utf8():
+    with pytest.raises(GeneDataError, match=r"UTF-16 .* save it as UTF-8"):
+        read_expression_table(TSV.encode("utf-16-le") + b"\x00", filename="u.tsv")
+
+
+def _zip(entries: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, text in entries.items():
+            zf.writestr(name, text)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (_zip({"[Content_Types].xml": "<x/>", "xl/workbook.xml": "<x/>"}), "Excel .xlsx workbook"),
+        (_zip({"xl/worksheets/sheet1.xml": "<x/>"}), "Excel .xlsx workbook"),
+        (_zip({"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"}), ".ods"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "old Excel .xls workbook"),
+    ],
+)
+def test_spreadsheets_are_told_to_save_as_csv(data, kind):
+    for reader in (read_expression_table, load_study, read_series_matrix, read_label_file):
+        with pytest.raises(GeneDataError, match="save the sheet") as info:
+            reader(data, filename="data.csv")
+        assert kind in str(info.value) and "unzip" not in str(info.value) and "'data.csv'" in str(info.value)
+    with pytest.raises(GeneDataError, match=r"spreadsheet|workbook"):
+        read_expression_table(_gzip(data), filename="data.csv.gz")
+
+
+def test_values_beyond_float32_are_refused_not_made_infinite():
+    for cell in ("1e300", "-1e39", "1" + "0" * 400):
+        with pytest.raises(GeneDataError, match=r"'r\.csv': row 'g2', column 'S1' holds .* float32") as info:
+            read_expression_table(f"id,S1,S2\ng1,1,2\ng2,{cell},4\ng3,5,6\n".encode(), filename="r.csv")
+        assert "log2" in str(info.value)
+    with pytest.raises(GeneDataError, match="infinite values"):
+        read_expression_table(b"id,S1,S2\ng1,1,2\ng2,-inf,4\ng3,5,6\n", filename="r.csv")
+    # in a column read as text (here because of a padded ' NA '), too
+    with pytest.raises(GeneDataError, match="float32"):
+        read_expression_table(b"id,S1,S2\ng1, NA ,2\ng2,1e300,4\ng3,5,6\n", filename="r.csv")
+    s = read_expression_table(b"id,S1,S2\ng1,3.4e38,2\ng2,-1e-50,4\ng3,5,6\n")
+    assert np.isfinite(s.expression).all()
+
+
+def test_wide_tables_read_like_narrow_ones(monkeypatch):
+    """Tables with more columns than gene_table._WIDE go through the split parser: same results."""
+    from gpa_core import gene_table
+
+    cases = [FIX / "samples_by_genes.csv", FIX / "genes_by_samples.csv", FIX / "r_style.csv"]
+    narrow = [read_expression_table(p) for p in cases]
+    monkeypatch.setattr(gene_table, "_WIDE", 1)
+    for p, a in zip(cases, narrow, strict=True):
+        b = read_expression_table(p)
+        np.testing.assert_array_equal(a.expression, b.expression)
+        assert list(a.gene_ids) == list(b.gene_ids) and a.notes == b.notes
+    with pytest.raises(GeneDataError, match="row '1053_at', column 'S2' holds 'high'"):
+        read_expression_table(FIX / "bad_cell.csv")
+    with pytest.raises(GeneDataError, match="file line 3"):
+        read_expression_table(b"id,S1,S2\ng1,1,2\ng2,1,2,3\n", filename="r.csv")
+    with pytest.raises(GeneDataError, match="quoted cell holds the separator"):
+        read_expression_table(b'id,S1,S2\ng1,1,2\n"g,2",1,2\n', filename="q.csv")
+
+
+def test_old_mac_line_ends_and_overlong_cells():
+    s = read_expression_table(b"id,S1,S2\rg1,1,2\rg2,3,4\rg3,5,6\r", filename="mac.csv")
+    assert s.expression.shape == (2, 3)
+    with pytest.raises(GeneDataError, match=r"'long\.csv'"):
+        read_expression_table(b"id,S1," + b"x" * 200_000 + b"\ng1,1,2\ng2,3,4\n", filename="long.csv")
+    with pytest.raises(GeneDataError, match=r"'labels\.csv', line 2"):
+        read_label_file(b"a,P\nb," + b"x" * 200_000 + b"\n", filename="labels.csv")
