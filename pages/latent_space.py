@@ -86,7 +86,8 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
         return None
     counts = study.label_counts()
     col.caption(
-        f"{study.n_samples} samples × {study.n_genes:,} genes · "
+        f"{f.name}: {study.n_samples} samples × {study.n_genes:,} genes · "
+        + (f"labels from {lab.name}: " if lab is not None else "")
         + (", ".join(f"{k}: {v}" for k, v in counts.items()) if counts else "no labels")
         + (" · " + "; ".join(study.notes) if study.notes else "")
     )

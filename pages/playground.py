@@ -192,15 +192,20 @@ class _Side:
     n: int = 0
     seed: int = 0
 
-    def sample(self, dim: int) -> None:
-        """Sample a dataset side in dimension ``dim`` (errors go to the side's slot)."""
+    def sample(self, dim: int, uploaded: bool = False) -> None:
+        """Sample a dataset side in dimension ``dim`` (errors go to the side's slot); ``uploaded``: the
+        other side's upload set ``dim``, which the message then says."""
         if self.dataset is None or self.values is None:
             return
         try:
             self.points = sample_points(self.dataset, json.dumps(self.values), self.n, self.seed, dim)
             self.key = (self.dataset, json.dumps(self.values, sort_keys=True), self.n, self.seed, dim)
         except (DatasetError, DataFileError) as exc:
-            self.slot.error(str(exc))
+            why = (
+                f" The upload has {dim} dimension(s), so this side needs them too: choose a dataset "
+                "that has them, or upload this side as well."
+            )
+            self.slot.error(f"{exc}{why if uploaded else ''}")
 
     def check_precision(self, dtype: str) -> None:
         """Drop points a run in ``dtype`` cannot hold (values beyond float32's range), saying why."""
@@ -282,8 +287,8 @@ def _data() -> tuple[np.ndarray | None, np.ndarray | None, tuple]:
     dim = uploaded[0] if uploaded else int(st.session_state[P + "dim"])
     if uploaded and dim != st.session_state[P + "dim"]:
         st.caption(f"The upload sets the dimension: d = {dim}.")
-    src.sample(dim)
-    tgt.sample(dim)
+    src.sample(dim, uploaded=bool(uploaded))
+    tgt.sample(dim, uploaded=bool(uploaded))
     dtype = st.session_state.get(P + "dtype", "float32")
     src.check_precision(dtype)
     tgt.check_precision(dtype)

@@ -56,6 +56,16 @@ def _png(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
+def _noise_png(size: int) -> bytes:
+    """A PNG of random gray noise (it does not compress: cutting it leaves most pixels missing)."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares ``width × height`` pixels (a decompression bomb's shape)."""
 
@@ -132,12 +142,12 @@ def playground_cases() -> list[Case]:
             "ok",
         ),
         ("constant column", "constant.csv", _csv([[p[0], 5.0] for p in P.tolist()], ["x", "y"]), "ok"),
-        ("all points identical", "same.csv", _csv([[1.5, 2.5]] * 40, ["x", "y"]), "ok"),
+        ("all points identical (as the source)", "same.csv", _csv([[1.5, 2.5]] * 40, ["x", "y"]), "refused"),
         ("integer grid with duplicates", "grid.csv", _csv([[i % 5, i % 3] for i in range(60)]), "ok"),
         ("xlsx renamed csv", "sheet.csv", _xlsx(), "refused"),
         ("png renamed csv", "picture.csv", _png(32, 32), "refused"),
         ("image bomb", "bomb.png", _png_declaring(40_000, 40_000), "refused"),
-        ("truncated png", "cut.png", _png(64, 64)[:200], "refused"),
+        ("truncated png", "cut.png", _noise_png(256)[:3000], "refused"),
         ("good image", "disc.png", _png(64, 64), "ok"),
         ("empty file", "empty.csv", b"", "refused"),
         ("header only", "header.csv", b"x,y\n", "refused"),
@@ -228,6 +238,21 @@ def _zip_of(data: bytes) -> bytes:
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("study.tsv", data)
     return buf.getvalue()
+
+
+def large_cases() -> list[Case]:
+    """Large valid files (tens of MB; for the benchmark, not the tests): a gzipped 20,000 × 400 gene
+    table and a 30 MB point table (900,000 points in 4-D)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(8.0, 2.0, size=(20_000, 400)).astype(np.float32)
+    lines = ["ID_REF\t" + "\t".join(f"S{j}" for j in range(400))]
+    lines += [f"{1000 + i}_at\t" + "\t".join(f"{v:.3f}" for v in row) for i, row in enumerate(X)]
+    table = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1)
+    points = _csv(rng.normal(size=(900_000, 4)).round(5).tolist())  # under the 1,000,000-row limit
+    return [
+        Case("large gene table (gzipped)", "latent", "expression", "large.tsv.gz", table, "ok"),
+        Case("large point table", "playground", "points", "large.csv", points, "ok"),
+    ]
 
 
 def all_cases() -> list[Case]:

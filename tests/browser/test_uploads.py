@@ -73,3 +73,40 @@ def test_playground_upload_bad_then_good(
     assert _errors(page) == []
     assert page.get_by_text("good.csv: 3 points in 2 dimension(s)").count() == 1
     assert page.locator(EXCEPTION).count() == 0
+
+
+def test_latent_upload_bad_then_good(
+    streamlit_server: str, browser_page: Any, wait_for_app: Callable[..., None]
+) -> None:
+    from upload_corpus import latent_cases
+
+    cases = {c.name: c for c in latent_cases()}
+    page = browser_page
+    page.goto(streamlit_server + "/latent_space")
+    wait_for_app(page)
+    page.get_by_text("upload two studies").click()
+    wait_for_app(page)
+    upload = page.locator('input[type="file"]').first  # the source study's expression file
+
+    def send(name: str) -> str:
+        case = cases[name]
+        upload.set_input_files(files=[{"name": case.filename, "mimeType": "text/plain", "buffer": case.data}])
+        return case.filename
+
+    sheet = send("xlsx renamed csv")
+    _settle(page, wait_for_app, lambda: any(f"'{sheet}'" in e for e in _errors(page)))
+    assert any("save the sheet" in e or "as CSV" in e for e in _errors(page)), _errors(page)
+
+    upload.set_input_files(files=[{"name": "prog.exe", "mimeType": "application/octet-stream",
+                                   "buffer": b"MZ\x90\x00" + bytes(200)}])  # fmt: skip
+    _settle(page, wait_for_app, lambda: any("'prog.exe'" in e for e in _errors(page)))
+    assert not any(sheet in e for e in _errors(page)), _errors(page)
+
+    good = send("good table")
+    captions = '[data-testid="stCaptionContainer"]'
+    _settle(page, wait_for_app, lambda: any(
+        c.startswith(f"{good}:") for c in page.locator(captions).all_inner_texts()
+    ))  # fmt: skip
+    assert not any("prog.exe" in e or sheet in e for e in _errors(page)), _errors(page)
+    assert any("12 samples × 300 genes" in c for c in page.locator(captions).all_inner_texts())
+    assert page.locator(EXCEPTION).count() == 0
