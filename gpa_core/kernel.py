@@ -1210,7 +1210,10 @@ if numba is not None:
                     VE[k, :] = 0.0
                     TS[k] = 0.0
                 adam = (MO, VE, TS, beta1, beta2, eps)
-                # stage 0: train at Y, then (φ, ∇φ) at each lane's [Y; generated; X] rows
+                # stage 0: train at Y, then (φ, ∇φ) at each lane's [Y; X] rows (the rows training
+                # used) and, in a pass of their own, ∇φ at its generated points: a product's rounding
+                # may depend on a row's place in it (BLAS edge kernels), so the trained rows never
+                # share a pass with generated ones, as eagerly (flow.GPAFlow._velocity)
                 _train(k, Y[k], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
                 h = dt[k]
                 nu = theta_k[P - 1]
@@ -1221,73 +1224,64 @@ if numba is not None:
                     g0, g1 = _lane(Gn, lane)
                     q0, q1 = _lane(N, lane)
                     ml = p1 - p0
-                    nm = ml + g1 - g0
                     nl = q1 - q0
                     st = epart[e, lane]
                     _empty_stats(st)
-                    if nm + nl == 0:
-                        continue
-                    Z = Zs[: nm + nl]
-                    Z[:ml] = Y[k, p0:p1]
-                    Z[ml:nm] = Gen[k, g0:g1]
-                    Z[nm:] = X[k, q0:q1]
                     wsl = _lane_workspace(ws, 0)
-                    V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
-                    _objective_part(code, alpha[k], nu, V, 0, ml, nm, nl, M, N, dVs[slot], st)
-                    G_in = _field(
-                        code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts, nm, dVs[slot], wsl
-                    )
                     kinetic = 0.0
                     speed = 0.0
-                    for r in range(nm):
-                        row = p0 + r if r < ml else M + g0 + r - ml
-                        sq = 0.0
-                        for c in range(d):
-                            v1[row, c] = -G_in[r, c]
-                            sq += G_in[r, c] * G_in[r, c]
-                            y_new[row, c] = Z[r, c] + h * v1[row, c]
-                        if r < ml:
+                    if ml + nl > 0:
+                        Z = Zs[: ml + nl]
+                        Z[:ml] = Y[k, p0:p1]
+                        Z[ml:] = X[k, q0:q1]
+                        V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
+                        _objective_part(code, alpha[k], nu, V, 0, ml, ml, nl, M, N, dVs[slot], st)
+                        G_in = _field(code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts, ml,
+                                      dVs[slot], wsl)  # fmt: skip
+                        for r in range(ml):
+                            sq = 0.0
+                            for c in range(d):
+                                v1[p0 + r, c] = -G_in[r, c]
+                                sq += G_in[r, c] * G_in[r, c]
+                                y_new[p0 + r, c] = Z[r, c] + h * v1[p0 + r, c]
                             kinetic += sq
                             speed = max(speed, sq)
+                    if g1 > g0:
+                        Z = Zs[: g1 - g0]
+                        Z[:] = Gen[k, g0:g1]
+                        V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
+                        G_in = _field(code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts,
+                                      g1 - g0, dVs[slot], wsl)  # fmt: skip
+                        for r in range(g1 - g0):
+                            for c in range(d):
+                                v1[M + g0 + r, c] = -G_in[r, c]
+                                y_new[M + g0 + r, c] = Z[r, c] + h * v1[M + g0 + r, c]
                     st[S_KIN] = kinetic
                     st[S_SPEED] = speed
                 if heun[k]:
                     # Remark 3.2: retrain φ at the predictor, average the two velocities
                     _train(k, y_new[:M], X, theta_k, grad, adam, net, PV[k], member, shared, lanes, par)
+                    half = _f32(0.5) * h
                     for lane in range(rank, LANES, nthreads):
                         slot = lane // nthreads
                         p0, p1 = _lane(M, lane)
                         g0, g1 = _lane(Gn, lane)
-                        ml = p1 - p0
-                        nm = ml + g1 - g0
-                        if nm == 0:
-                            continue
-                        Z = Zs[:nm]
-                        Z[:ml] = y_new[p0:p1]
-                        Z[ml:] = y_new[M + g0 : M + g1]
                         wsl = _lane_workspace(ws, 0)
-                        V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
-                        G_in = _field(
-                            code,
-                            theta_k,
-                            grad,
-                            widths,
-                            w_off,
-                            b_off,
-                            acts,
-                            V,
-                            pres,
-                            posts,
-                            nm,
-                            dVs[slot],
-                            wsl,
-                        )
-                        half = _f32(0.5) * h
-                        for r in range(nm):
-                            row = p0 + r if r < ml else M + g0 + r - ml
-                            y0 = Y[k, row] if row < M else Gen[k, row - M]
-                            for c in range(d):
-                                y_new[row, c] = y0[c] + half * (v1[row, c] - G_in[r, c])
+                        # the lane's particles, then its generated points, each in a pass of its own
+                        for first, stop in ((p0, p1), (M + g0, M + g1)):
+                            nm = stop - first
+                            if nm == 0:
+                                continue
+                            Z = Zs[:nm]
+                            Z[:] = y_new[first:stop]
+                            V, pres, posts = _forward(theta_k, widths, w_off, b_off, acts, Z, wsl)
+                            G_in = _field(code, theta_k, grad, widths, w_off, b_off, acts, V, pres, posts,
+                                          nm, dVs[slot], wsl)  # fmt: skip
+                            for r in range(nm):
+                                row = first + r
+                                y0 = Y[k, row] if row < M else Gen[k, row - M]
+                                for c in range(d):
+                                    y_new[row, c] = y0[c] + half * (v1[row, c] - G_in[r, c])
                 for lane in range(rank, LANES, nthreads):
                     p0, p1 = _lane(M, lane)
                     g0, g1 = _lane(Gn, lane)
