@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from upload_corpus import zip_bytes
 
 from gpa_core.gene_io import (
     attach_labels,
@@ -532,20 +533,12 @@ def test_damaged_utf16_says_to_save_as_utf8():
         read_expression_table(TSV.encode("utf-16-le") + b"\x00", filename="u.tsv")
 
 
-def _zip(entries: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, text in entries.items():
-            zf.writestr(name, text)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
-        (_zip({"[Content_Types].xml": "<x/>", "xl/workbook.xml": "<x/>"}), "Excel .xlsx workbook"),
-        (_zip({"xl/worksheets/sheet1.xml": "<x/>"}), "Excel .xlsx workbook"),
-        (_zip({"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"}), ".ods"),
+        (zip_bytes({"[Content_Types].xml": "<x/>", "xl/workbook.xml": "<x/>"}), "Excel .xlsx workbook"),
+        (zip_bytes({"xl/worksheets/sheet1.xml": "<x/>"}), "Excel .xlsx workbook"),
+        (zip_bytes({"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "x.xml": "<x/>"}), ".ods"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "old Excel .xls workbook"),
     ],
 )

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from upload_corpus import series_matrix_head
 
 from gpa_core import gene_table, gene_text
 from gpa_core.gene_io import (
@@ -167,13 +168,7 @@ def series_matrices(draw: st.DrawFn) -> bytes:
     gsm = [f"GSM{j}" for j in range(n_samples)]
     spellings = ["er: +", "ER :-", "er  status: P", "ER status: N", "grade: 2", "x"]
     tags = draw(st.lists(st.sampled_from(spellings), min_size=n_samples, max_size=n_samples))
-    lines = [
-        '!Series_geo_accession\t"GSE1"',
-        "!Sample_geo_accession\t" + "\t".join(f'"{g}"' for g in gsm),
-        "!Sample_characteristics_ch1\t" + "\t".join(f'"{t}"' for t in tags),
-        "!series_matrix_table_begin",
-        '"ID_REF"\t' + "\t".join(f'"{g}"' for g in gsm),
-    ]
+    lines = series_matrix_head(gsm, tags)
     cell = (
         st.sampled_from(["7.1", "5", "null", "", "-3.5e2"])
         if draw(_sometimes(0.7))
@@ -198,25 +193,19 @@ LABELS = st.lists(
 
 
 # ------------------------------------------------------------------------------------------ tests
-@FUZZ
-@given(data=st.binary(max_size=600), wide=st.booleans(), small=st.booleans())
-def test_arbitrary_bytes(data: bytes, wide: bool, small: bool) -> None:
-    with _parser(wide, small):
-        for call in _readers(data):
-            _check(call)
+INPUTS = {
+    "arbitrary bytes": st.binary(max_size=600),
+    "tables": tables(),
+    "series matrices": series_matrices(),
+}
 
 
 @FUZZ
-@given(data=tables(), wide=st.booleans(), small=st.booleans())
-def test_near_valid_tables(data: bytes, wide: bool, small: bool) -> None:
-    with _parser(wide, small):
-        for call in _readers(data):
-            _check(call)
-
-
-@FUZZ
-@given(data=series_matrices(), wide=st.booleans(), small=st.booleans())
-def test_near_valid_series_matrices(data: bytes, wide: bool, small: bool) -> None:
+@pytest.mark.parametrize("kind", list(INPUTS))
+@given(draw=st.data(), wide=st.booleans(), small=st.booleans())
+def test_every_reader_loads_or_refuses(kind: str, draw: st.DataObject, wide: bool, small: bool) -> None:
+    """Arbitrary bytes and near-valid tables and series matrices, through every reader."""
+    data = draw.draw(INPUTS[kind], label=kind)
     with _parser(wide, small):
         for call in _readers(data):
             _check(call)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
+from upload_corpus import zip_bytes
 
 from gpa_core import io as gio
 from gpa_core.io import DataFileError, image_to_points, load_points
@@ -676,17 +677,7 @@ def test_utf16_without_bom_is_decoded(encoding: str) -> None:
         load_points(data[:-1], filename="a.csv")
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, content in members.items():
-            zf.writestr(name, content)
-    return buf.getvalue()
-
-
-XLSX = _zip({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"})
+XLSX = zip_bytes({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<workbook/>"})
 
 
 def _npz() -> bytes:
@@ -705,9 +696,9 @@ def _npz() -> bytes:
         ),
         (XLSX, None, r"it is an Excel workbook \(\.xlsx\)"),
         (XLSX, "a.npz", r"'a\.npz' is not a \.npz archive: it is an Excel workbook"),
-        (_zip({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet"}), "a.csv", "OpenDocument"),
+        (zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet"}), "a.csv", "OpenDocument"),
         (
-            _zip({"points.csv": b"1,2\n3,4\n"}),
+            zip_bytes({"points.csv": b"1,2\n3,4\n"}),
             "a.csv",
             r"a zip archive; unzip it and upload the table inside",
         ),

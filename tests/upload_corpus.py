@@ -77,13 +77,23 @@ def _png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def _xlsx() -> bytes:
+def zip_bytes(members: dict[str, str | bytes]) -> bytes:
+    """A zip archive of ``members`` (name → content), as bytes."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("[Content_Types].xml", "<Types/>")
-        z.writestr("xl/workbook.xml", "<workbook/>")
-        z.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+        for name, content in members.items():
+            z.writestr(name, content)
     return buf.getvalue()
+
+
+def _xlsx() -> bytes:
+    return zip_bytes(
+        {
+            "[Content_Types].xml": "<Types/>",
+            "xl/workbook.xml": "<workbook/>",
+            "xl/worksheets/sheet1.xml": "<w/>",
+        }
+    )
 
 
 def _gzip_bomb(decompressed: int = 1_200_000_000) -> bytes:
@@ -105,16 +115,22 @@ def _gene_table(genes: int = 300, samples: int = 12, seed: int = 0, prefix: str 
     return _csv(rows, header, sep="\t")
 
 
-def _series_matrix(tags: list[str], truncated: bool = False) -> bytes:
-    samples = [f"GSM{100 + j}" for j in range(len(tags))]
-    rng = np.random.default_rng(1)
-    lines = [
+def series_matrix_head(samples: list[str], tags: list[str]) -> list[str]:
+    """The lines of a GEO series matrix up to its table's header: accessions, one characteristics
+    line (``tags``, one per sample) and the table's first line."""
+    return [
         '!Series_geo_accession\t"GSE1"',
         "!Sample_geo_accession\t" + "\t".join(f'"{s}"' for s in samples),
         "!Sample_characteristics_ch1\t" + "\t".join(f'"{t}"' for t in tags),
         "!series_matrix_table_begin",
         '"ID_REF"\t' + "\t".join(f'"{s}"' for s in samples),
     ]
+
+
+def _series_matrix(tags: list[str], truncated: bool = False) -> bytes:
+    samples = [f"GSM{100 + j}" for j in range(len(tags))]
+    rng = np.random.default_rng(1)
+    lines = series_matrix_head(samples, tags)
     for i in range(200):
         lines.append(f'"{1000 + i}_at"\t' + "\t".join(f"{v:.3f}" for v in rng.normal(8, 2, len(samples))))
     if not truncated:
@@ -195,7 +211,7 @@ def latent_cases() -> list[Case]:
             b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600,
             "refused",
         ),
-        ("zip archive", "expression", "study.gz", _zip_of(_gene_table()), "refused"),
+        ("zip archive", "expression", "study.gz", zip_bytes({"study.tsv": _gene_table()}), "refused"),
         ("utf-16 table", "expression", "u16.tsv", _gene_table().decode().encode("utf-16-le"), "ok"),
         ("binary junk", "expression", "junk.tsv", bytes(range(256)) * 64, "refused"),
         (
@@ -231,13 +247,6 @@ def _missing_sample() -> bytes:
     rng = np.random.default_rng(2)
     rows = [[f"g{i}", *rng.normal(8, 1, 4).round(3), "NA"] for i in range(50)]
     return _csv(rows, ["ID", "S1", "S2", "S3", "S4", "S5"])
-
-
-def _zip_of(data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("study.tsv", data)
-    return buf.getvalue()
 
 
 def large_cases() -> list[Case]:
