@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
@@ -160,6 +161,23 @@ def authors_numerics(config: FlowConfig | None = None) -> FlowConfig:
     if base.lipschitz == "none" or math.isinf(base.L):
         changes["lipschitz"] = "none"
     return base.replace(**changes)
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Hidden layer widths from what a person types: ``"32, 32, 32"``, ``"32 32 32"``, ``"32,32,32"``
+    or ``"32-32-32"`` → (32, 32, 32). ConfigError when a part is not a whole number or none is given
+    (the widths' range is checked with the rest of the configuration, by :func:`validate`)."""
+    parts = [p for p in re.split(r"[\s,;\-]+", str(text)) if p]
+    try:
+        widths = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(
+            "hidden widths must be whole numbers separated by commas or spaces, like 32, 32, 32; "
+            f"got {text!r}"
+        ) from None
+    if not widths:
+        raise ConfigError("hidden widths: give at least one layer width, like 32, 32, 32")
+    return widths
 
 
 def parse_lipschitz(value: Any) -> float:

@@ -74,7 +74,6 @@ __all__ = [
     "log_spaced",
     "member_step_flops",
     "overflow_diagnostics",
-    "parse_hidden",
     "parse_playground_params",
     "plan_batches",
     "playground_params",
@@ -1390,20 +1389,6 @@ def parse_playground_params(params: Mapping[str, str]) -> tuple[dict[str, Any], 
     except (ConfigError, TypeError) as exc:
         raise EnsembleError(f"query parameters do not make a valid configuration: {exc}") from exc
     return data, config
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """Hidden layer widths from text such as ``"32,32,32"`` (spaces allowed); EnsembleError if not."""
-    parts = [w for w in str(text).replace(" ", "").split(",") if w]
-    try:
-        widths = tuple(int(w) for w in parts)
-    except ValueError:
-        raise EnsembleError(
-            f"hidden widths must be whole numbers separated by commas, e.g. 32,32,32; got {text!r}"
-        ) from None
-    if not widths:
-        raise EnsembleError("hidden widths: give at least one layer width, e.g. 32,32,32")
-    return widths
 
 
 def keep_widget_state(state: Any, defaults: Mapping[str, Any]) -> None:

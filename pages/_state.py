@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from gpa_core.config import ConfigError, FlowConfig, parse_lipschitz
+from gpa_core.config import ConfigError, FlowConfig, parse_hidden, parse_lipschitz
 from gpa_core.datasets import DatasetError, format_spec, get_dataset, list_datasets, parse_spec
 from gpa_core.presets import Preset
 
@@ -86,20 +86,6 @@ def nearest(value: float, choices: tuple[float, ...]) -> float:
 
 def hidden_text(hidden: tuple[int, ...]) -> str:
     return ", ".join(str(h) for h in hidden)
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """``"32, 32, 32"`` (or ``32-32-32``) → (32, 32, 32), with a message naming the field."""
-    parts = [p for p in str(text).replace("-", ",").replace(" ", ",").split(",") if p]
-    try:
-        widths = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(
-            f"hidden widths must be whole numbers separated by commas, like 32, 32, 32; got {text!r}"
-        ) from None
-    if not widths:
-        raise ConfigError("hidden widths: give at least one layer width, like 32, 32, 32")
-    return widths
 
 
 def dataset_state(side: str, name: str, params: Mapping[str, Any]) -> dict[str, Any]:

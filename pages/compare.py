@@ -13,7 +13,7 @@ import streamlit as st
 
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
-from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_lipschitz
+from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_hidden, parse_lipschitz
 from gpa_core.runner import Runner
 from pages._ui import open_in_playground
 
@@ -249,7 +249,7 @@ def _controls() -> pd.DataFrame:
 
 def _spec_from_widgets(table: pd.DataFrame) -> E.CompareSpec:
     ss = st.session_state
-    hidden = E.parse_hidden(ss["cmp_hidden"])
+    hidden = parse_hidden(ss["cmp_hidden"])
     base = FlowConfig.from_dict(ss["cmp_base"]).replace(
         inner_steps=int(ss["cmp_inner"]), lr=float(ss["cmp_lr"]), hidden=hidden, dtype=ss["cmp_dtype"]
     )

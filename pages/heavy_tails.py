@@ -12,7 +12,7 @@ import streamlit as st
 
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
-from gpa_core.config import FlowConfig
+from gpa_core.config import FlowConfig, parse_hidden
 from gpa_core.devices import cpu_threads
 from pages._ui import cancel_job, open_in_playground, session_job_holder
 
@@ -66,7 +66,7 @@ def _settings_widgets() -> None:
 
 def _settings() -> E.HeavyTailSettings:
     ss = st.session_state
-    hidden = E.parse_hidden(ss["ht_hidden"])
+    hidden = parse_hidden(ss["ht_hidden"])
     alpha = float(ss["ht_alpha"])
     return E.HeavyTailSettings(
         cases=tuple(int(c) for c in ss["ht_cases"]),

@@ -11,7 +11,7 @@ import streamlit as st
 
 from gpa_core import ensembles as E
 from gpa_core import figures_ensemble as F
-from gpa_core.config import ConfigError, FlowConfig, authors_numerics
+from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_hidden
 from gpa_core.devices import cpu_threads
 from pages._ui import cancel_job, open_in_playground, session_job_holder
 
@@ -119,7 +119,7 @@ def _settings() -> dict[str, Any]:
 
 def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCriteria, dict[str, Any]]:
     ss = st.session_state
-    hidden = E.parse_hidden(ss["stab_hidden"])
+    hidden = parse_hidden(ss["stab_hidden"])
     base = FlowConfig(
         f=ss["stab_f"],
         alpha=float(ss["stab_alpha"]),
@@ -236,7 +236,7 @@ def _cell_details(result: E.StabilityResult, index: int) -> None:
 def _cost_text() -> str:
     """The size of the map about to be computed."""
     ss = st.session_state
-    hidden = E.parse_hidden(ss["stab_hidden"])
+    hidden = parse_hidden(ss["stab_hidden"])
     base = FlowConfig(inner_steps=int(ss["stab_inner"]), hidden=hidden, solver=ss["stab_solver"])
     dts = E.log_spaced(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"]), int(ss["stab_ndt"]), name="Δt")
     n_L = int(ss["stab_nL"]) + (1 if ss["stab_L_inf"] else 0)  # the L = ∞ row, as in _build

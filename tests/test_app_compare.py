@@ -79,7 +79,7 @@ def test_compare_page_preset_switch_and_bad_row() -> None:
     runs.loc[1, "L"] = "fast"
     at.session_state["cmp_runs"] = runs
     at.session_state["cmp_editor_version"] = 99
-    at.text_input(key="cmp_hidden").set_value("8,8")
+    at.text_input(key="cmp_hidden").set_value("8 8")
     at.run()
     at.button(key="cmp_start").click()
     at.run()
@@ -110,7 +110,7 @@ def test_stability_page_tiny_grid() -> None:
         ("stab_dt_hi", 0.5),
     ]:
         at.number_input(key=key).set_value(value)
-    at.text_input(key="stab_hidden").set_value("8,8")
+    at.text_input(key="stab_hidden").set_value("8 8")  # spaces, as people type it (it read 88 once)
     at.run()
     assert any("4 runs, 12 particle steps" in c.value for c in at.caption)
     at.button(key="stab_start").click()
@@ -180,7 +180,7 @@ def test_heavy_tails_page_tiny_sweep(numerics: list[str]) -> None:
     for key, value in [("ht_seeds", 2), ("ht_T", 2.0), ("ht_MN", 16)]:
         at.number_input(key=key).set_value(value)
     at.number_input(key="ht_alpha").set_value(10.0)
-    at.text_input(key="ht_hidden").set_value("8")
+    at.text_input(key="ht_hidden").set_value(" 8 ")
     at.run()
     assert any("24 runs × 4 steps" in c.value for c in at.caption)
     at.button(key="ht_start").click()

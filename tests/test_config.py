@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from gpa_core.config import ConfigError, FlowConfig, authors_numerics, check_batch, parse_lipschitz
+from gpa_core.config import (
+    ConfigError,
+    FlowConfig,
+    authors_numerics,
+    check_batch,
+    parse_hidden,
+    parse_lipschitz,
+)
 
 
 @pytest.mark.parametrize(
@@ -72,3 +79,20 @@ def test_ensemble_members_may_differ_only_in_per_member_fields() -> None:
         check_batch([base, base.replace(hidden=(8, 8))])
     with pytest.raises(ConfigError, match="at least one"):
         check_batch([])
+
+
+@pytest.mark.parametrize(
+    "text", ["32,32,32", "32, 32, 32", "32 32 32", " 32  32\t32 ", "32-32-32", "32;32;32"]
+)
+def test_parse_hidden_takes_what_people_type(text: str) -> None:
+    """One parser for every page (the compare, stability and heavy-tail pages used to strip the spaces
+    of "32 32 32" and read 323232)."""
+    assert parse_hidden(text) == (32, 32, 32)
+
+
+def test_parse_hidden_refuses_with_the_reason() -> None:
+    assert parse_hidden("8") == (8,)
+    with pytest.raises(ConfigError, match="whole numbers"):
+        parse_hidden("32,x")
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_hidden(" , ")

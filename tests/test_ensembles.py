@@ -800,13 +800,7 @@ def test_number_formats() -> None:
     assert F.fmt(1.2e-7) == "1.20e-07" and F.fmt(0.0123) == "0.0123"
 
 
-def test_parse_hidden_and_keep_widget_state() -> None:
-    assert E.parse_hidden("32, 32,16") == (32, 32, 16)
-    with pytest.raises(E.EnsembleError, match="whole numbers"):
-        E.parse_hidden("32,x")
-    with pytest.raises(E.EnsembleError, match="at least one"):
-        E.parse_hidden(" , ")
-
+def test_keep_widget_state() -> None:
     class Recorder(dict):
         def __init__(self, *args: object) -> None:
             super().__init__(*args)
