@@ -25,10 +25,10 @@ from typing import Literal
 
 import numpy as np
 
+from gpa_core.file_kinds import HDF5_MAGIC
 from gpa_core.gene_table import gsm_fraction, parse_table
 from gpa_core.gene_text import (
     CAP_ENV,
-    HDF5_MAGIC,
     MAX_BYTES,
     MAX_ID_CHARS,
     MAX_IDS,
@@ -38,7 +38,6 @@ from gpa_core.gene_text import (
     Source,
     cap_message,
     decompress,
-    dedupe_ids,
     first_line,
     read_raw,
     read_utf8,
@@ -47,7 +46,7 @@ from gpa_core.gene_text import (
     to_utf8,
     unquote,
 )
-from gpa_core.genes import GeneDataError, Study, check_study, normalise_er_labels, to_float32
+from gpa_core.genes import GeneDataError, Study, check_study, dedupe_ids, normalise_er_labels, to_float32
 from gpa_core.geo_series import (
     find_label_tags,
     labels_from_characteristics,

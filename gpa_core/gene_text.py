@@ -12,21 +12,17 @@ is refused without holding its output and a valid file is held once, at its exac
 from __future__ import annotations
 
 import codecs
-import io
 import os
 import re
-import zipfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
+from gpa_core.file_kinds import GZIP_MAGIC, OLE2_MAGIC, ZIP_MAGIC, utf16_without_bom, zip_kind
 from gpa_core.genes import GeneDataError
 
 __all__ = [
     "CAP_ENV",
-    "HDF5_MAGIC",
     "MAX_BYTES",
     "MAX_IDS",
     "MAX_ID_CHARS",
@@ -37,7 +33,6 @@ __all__ = [
     "Source",
     "cap_message",
     "decompress",
-    "dedupe_ids",
     "first_line",
     "read_raw",
     "read_utf8",
@@ -66,10 +61,6 @@ CAP_ENV = "GPA_MAX_STUDY_MB"
 MAX_IDS = 1_000_000
 MAX_ID_CHARS = 200
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZIP_MAGIC = b"PK\x03\x04"
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _OUT_CHUNK = 1 << 20  # decompressed bytes per zlib call
 _IN_CHUNK = 1 << 16  # compressed bytes handed to zlib at a time
 _LONE_CR = re.compile(rb"\r(?!\n)")
@@ -125,21 +116,7 @@ def read_raw(src: Source, filename: str | None, max_bytes: int = MAX_BYTES) -> t
     return data, label, filename
 
 
-def _spreadsheet_kind(data: Blob) -> str | None:
-    """'an Excel .xlsx' / 'an OpenDocument .ods' workbook inside a zip archive, or None."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            names = zf.namelist()
-            mimetype = zf.read("mimetype")[:100] if "mimetype" in names else b""
-    except Exception:  # a damaged archive: look at the names in its first local headers
-        head = bytes(data[:65536])
-        names = [n.decode() for n in (b"[Content_Types].xml", b"xl/workbook") if n in head]
-        mimetype = head if b"opendocument.spreadsheet" in head else b""
-    if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
-        return "an Excel .xlsx workbook"
-    if b"opendocument.spreadsheet" in mimetype:
-        return "an OpenDocument .ods spreadsheet"
-    return None
+_WORKBOOKS = {"xlsx": "an Excel .xlsx workbook", "ods": "an OpenDocument .ods spreadsheet"}
 
 
 def sniff_container(data: Blob, label: str) -> None:
@@ -147,13 +124,13 @@ def sniff_container(data: Blob, label: str) -> None:
     save_as = (
         "open it in a spreadsheet program and save the sheet with the data as CSV (or tab-separated text)"
     )
-    if data[:8] == _OLE2_MAGIC:
+    if data[:8] == OLE2_MAGIC:
         raise GeneDataError(
             f"{label} is an old Excel .xls workbook (or another Microsoft Office file), not a text table; "
             f"{save_as}."
         )
-    if data[:4] == _ZIP_MAGIC:
-        kind = _spreadsheet_kind(data)
+    if data[:4] == ZIP_MAGIC:
+        kind = _WORKBOOKS.get(zip_kind(data))
         if kind is not None:
             raise GeneDataError(f"{label} is {kind}, not a text table; {save_as}.")
         raise GeneDataError(f"{label} is a zip archive; unzip it and upload the .csv/.tsv/.txt file inside.")
@@ -185,7 +162,7 @@ def _gunzip(data: Blob, label: str, max_bytes: int, out: bytearray | None) -> in
                 out[total : total + len(chunk)] = chunk
             total += len(chunk)
         pos -= len(d.unused_data)
-        if view[pos : pos + 2] == _GZIP_MAGIC:
+        if view[pos : pos + 2] == GZIP_MAGIC:
             continue  # another member (concatenated gzip files)
         if bytes(view[pos:]).strip(b"\x00"):
             raise GeneDataError(
@@ -198,7 +175,7 @@ def decompress(data: Blob, label: str, max_bytes: int = MAX_BYTES) -> Blob:
     """Gunzip when the bytes start with the gzip magic (whatever the extension), in a stream capped
     at ``max_bytes`` of output; refuse zip archives and spreadsheet workbooks."""
     sniff_container(data, label)
-    if data[:2] != _GZIP_MAGIC:
+    if data[:2] != GZIP_MAGIC:
         if len(data) > max_bytes:
             raise CapError(cap_message(label, f"is more than {size_text(max_bytes)}", max_bytes))
         return data
@@ -212,20 +189,6 @@ def decompress(data: Blob, label: str, max_bytes: int = MAX_BYTES) -> Blob:
         ) from exc
     sniff_container(out, label)  # a gzipped workbook or archive
     return out
-
-
-def _utf16_without_bom(head: bytes) -> str | None:
-    """'utf-16-le' / 'utf-16-be' when every other byte is zero (ASCII text in UTF-16), else None."""
-    head = head[: len(head) // 2 * 2]
-    if len(head) < 4:
-        return None
-    even, odd = head[0::2], head[1::2]
-    zeros_even, zeros_odd = even.count(0) / len(even), odd.count(0) / len(odd)
-    if zeros_odd > 0.9 and zeros_even < 0.1:
-        return "utf-16-le"
-    if zeros_even > 0.9 and zeros_odd < 0.1:
-        return "utf-16-be"
-    return None
 
 
 def _is_utf8(data: Blob) -> bool:
@@ -271,7 +234,7 @@ def to_utf8(data: Blob, label: str, max_bytes: int = MAX_BYTES) -> Blob:
         "another encoding (UTF-16 with non-Latin characters, UTF-32), save it as UTF-8."
     )
     head = bytes(data[:4096])
-    enc = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else _utf16_without_bom(head)
+    enc = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else utf16_without_bom(head)
     if enc is not None:
         out = _transcode(data, enc, label, max_bytes)
         if b"\x00" in out[:4096]:
@@ -332,10 +295,3 @@ def unquote(cell: str) -> str:
     if len(cell) >= 2 and cell[0] == cell[-1] == '"':
         cell = cell[1:-1]
     return cell.strip()
-
-
-def dedupe_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
-    """Indices of each ID's first occurrence (in order) and how many repeats there were."""
-    _, first = np.unique(ids, return_index=True)
-    first = np.sort(first)
-    return first, int(ids.shape[0] - first.shape[0])

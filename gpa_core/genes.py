@@ -24,6 +24,7 @@ __all__ = [
     "Study",
     "align_studies",
     "check_study",
+    "dedupe_ids",
     "float32_overflow_message",
     "make_synthetic_studies",
     "normalise_er_label",
@@ -375,11 +376,11 @@ class AlignmentReport:
         return "; ".join(parts) + "."
 
 
-def _dedupe(study: Study) -> tuple[np.ndarray, int]:
-    """Indices of the first occurrence of each gene ID (in order) and how many repeats were dropped."""
-    _, first = np.unique(study.gene_ids, return_index=True)
+def dedupe_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Indices of each ID's first occurrence (in order) and how many repeats there were."""
+    _, first = np.unique(ids, return_index=True)
     first = np.sort(first)
-    return first, study.gene_ids.shape[0] - first.shape[0]
+    return first, int(ids.shape[0] - first.shape[0])
 
 
 def _example_ids(ids: np.ndarray, k: int = 3) -> str:
@@ -397,8 +398,8 @@ def align_studies(
     """
     if missing not in ("drop", "impute"):
         raise GeneDataError(f"missing must be 'drop' or 'impute', got {missing!r}.")
-    keep_s, dup_s = _dedupe(source)
-    keep_t, dup_t = _dedupe(target)
+    keep_s, dup_s = dedupe_ids(source.gene_ids)
+    keep_t, dup_t = dedupe_ids(target.gene_ids)
     ids_s = source.gene_ids[keep_s]
     ids_t = target.gene_ids[keep_t]
     lookup = {gid: i for i, gid in enumerate(ids_t.tolist())}

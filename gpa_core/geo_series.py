@@ -19,12 +19,11 @@ from gpa_core.gene_text import (
     NA_VALUES,
     Blob,
     Source,
-    dedupe_ids,
     first_line,
     read_utf8,
     unquote,
 )
-from gpa_core.genes import GeneDataError, Study, check_study, normalise_er_labels
+from gpa_core.genes import GeneDataError, Study, check_study, dedupe_ids, normalise_er_labels
 
 __all__ = [
     "NA_VALUES",

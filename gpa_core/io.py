@@ -31,6 +31,8 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from gpa_core.file_kinds import GZIP_MAGIC, HDF5_MAGIC, OLE2_MAGIC, ZIP_MAGIC, utf16_without_bom, zip_kind
+
 __all__ = [
     "FLOAT32_MAX",
     "IMAGE_FORMATS",
@@ -65,7 +67,6 @@ IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 TEXT_EXTENSIONS = (".csv", ".tsv", ".txt", ".dat")
 """File extensions read as delimited text."""
 _NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = b"PK\x03\x04"
 _SNIPPET = 40  # characters of offending text quoted in messages
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
@@ -276,7 +277,7 @@ def _file_kind(data: bytes, label: str, suffix: str) -> str:
         )
     if data.startswith(_NPY_MAGIC):
         return "npy"
-    if data.startswith(_ZIP_MAGIC) and _zip_kind(data) in ("npz", "zip", "bad"):
+    if data.startswith(ZIP_MAGIC) and zip_kind(data) in ("npz", "zip", "bad"):
         return "npz"  # spreadsheets and documents go on to the text reader, which names them
     return "text"
 
@@ -293,33 +294,11 @@ _MAGICS: tuple[tuple[bytes, str, str], ...] = (
     (b"II*\x00", "a TIFF image", _IMAGE_ADVICE),
     (b"MM\x00*", "a TIFF image", _IMAGE_ADVICE),
     (b"%PDF-", "a PDF document", "export the table from it as CSV"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Office document (an old .xls workbook?)", _SHEET_ADVICE),
-    (b"\x1f\x8b", "a gzip-compressed file", "decompress it first and upload the table inside"),
-    (b"\x89HDF\r\n\x1a\n", "an HDF5 file", "save the array as .npy (numpy.save) or CSV"),
+    (OLE2_MAGIC, "an Office document (an old .xls workbook?)", _SHEET_ADVICE),
+    (GZIP_MAGIC, "a gzip-compressed file", "decompress it first and upload the table inside"),
+    (HDF5_MAGIC, "an HDF5 file", "save the array as .npy (numpy.save) or CSV"),
     (_NPY_MAGIC, "a NumPy .npy file", "give it the .npy extension"),
 )
-
-
-def _zip_kind(data: bytes) -> str:
-    """What a zip archive holds: ``"xlsx"``, ``"ods"``, ``"docx"``, ``"npz"``, ``"zip"`` or ``"bad"``."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            names = zf.namelist()
-            mimetype = b""
-            if "mimetype" in names:
-                with zf.open("mimetype") as fh:
-                    mimetype = fh.read(100)  # never more: a member can be a zip bomb
-    except Exception:  # any damage (zipfile raises many kinds) means "not a readable archive"
-        return "bad"
-    if any(n.startswith("xl/") for n in names):
-        return "xlsx"
-    if b"spreadsheet" in mimetype:
-        return "ods"
-    if any(n.startswith(("word/", "ppt/")) for n in names) or mimetype:
-        return "docx"
-    if names and all(n.endswith(".npy") for n in names):
-        return "npz"
-    return "zip"
 
 
 def _identify(data: bytes, *, binary: bool = True) -> tuple[str, str] | None:
@@ -330,13 +309,13 @@ def _identify(data: bytes, *, binary: bool = True) -> tuple[str, str] | None:
             return what, advice
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "a WebP image", _IMAGE_ADVICE
-    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+    if data.startswith((ZIP_MAGIC, b"PK\x05\x06")):
         return {
             "xlsx": ("an Excel workbook (.xlsx)", _SHEET_ADVICE),
             "ods": ("an OpenDocument spreadsheet (.ods)", _SHEET_ADVICE),
             "docx": ("an Office document", "export the table from it as CSV"),
             "npz": ("a NumPy .npz archive", "give it the .npz extension"),
-        }.get(_zip_kind(data), ("a zip archive", "unzip it and upload the table inside"))
+        }.get(zip_kind(data), ("a zip archive", "unzip it and upload the table inside"))
     if not binary:
         return None
     if data.startswith(b"PAR1"):
@@ -351,7 +330,7 @@ def _identify(data: bytes, *, binary: bool = True) -> tuple[str, str] | None:
 def _looks_like_text_table(data: bytes) -> bool:
     """Whether the start of ``data`` reads as a delimited text table (for hints on misnamed files)."""
     head = data[:4096]
-    if b"\x00" in head and _utf16_order(head) is None:
+    if b"\x00" in head and utf16_without_bom(head) is None:
         return False
     try:
         text = _decode(head, "")
@@ -362,18 +341,6 @@ def _looks_like_text_table(data: bytes) -> bool:
 
 
 # ---- text tables -----------------------------------------------------------------------------------------
-
-
-def _utf16_order(data: bytes) -> str | None:
-    """``"utf-16-le"``/``"utf-16-be"`` for UTF-16 text without a byte-order mark (ASCII text then has a
-    NUL byte in every other position), else ``None``."""
-    pairs = np.frombuffer(data[: min(len(data), 4096) // 2 * 2], dtype=np.uint8).reshape(-1, 2)
-    if len(pairs) < 2:
-        return None
-    for order, (zero, other) in (("utf-16-le", (1, 0)), ("utf-16-be", (0, 1))):
-        if np.mean((pairs[:, zero] == 0) & (pairs[:, other] != 0)) >= 0.9:
-            return order
-    return None
 
 
 def _decode(data: bytes, label: str) -> str:
@@ -392,7 +359,7 @@ def _decode(data: bytes, label: str) -> str:
         if found is not None:
             raise DataFileError(f"{label} is not a text table: it is {found[0]}; {found[1]}.")
         if binary:
-            encoding = _utf16_order(data)
+            encoding = utf16_without_bom(data)
             if encoding is None:
                 raise DataFileError(
                     f"{label} is not a text table (it contains binary data). Upload a CSV or text file "
