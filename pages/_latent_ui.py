@@ -38,6 +38,7 @@ from gpa_core.latent import (
     umap_embedding,
     warm_up_umap,
 )
+from pages._ui import check_upload_size
 
 #: gene counts offered for the synthetic studies (54,675 = the paper's GPL570 probes)
 GENE_SIZES: tuple[int, ...] = (2_000, 5_000, 10_000, 54_675)
@@ -100,20 +101,12 @@ def upload_mb(cap: int) -> int:
     return max(1, min(UPLOAD_MB, cap // 2**20))
 
 
-def _check_size(data: bytes, filename: str, limit_mb: int) -> None:
-    """The uploader's cap, checked again on the server (a client may ignore it)."""
-    if len(data) > limit_mb * 2**20:
-        raise GeneDataError(
-            f"'{filename}' is {len(data) / 2**20:,.1f} MB, larger than the {limit_mb} MB upload limit "
-            "for this kind of file."
-        )
-
-
 @st.cache_resource(max_entries=4, show_spinner="Reading the file …")
 def read_study(data: bytes, filename: str, orientation: str, name: str, max_bytes: int = MAX_BYTES) -> Study:
     """An uploaded study (series matrix or table) of at most ``max_bytes`` of text; labels are
     attached separately."""
-    _check_size(data, filename, upload_mb(max_bytes))
+    advice = "upload a smaller study file (gzip it, or keep fewer genes)"
+    check_upload_size(data, filename, upload_mb(max_bytes) * 2**20, advice)
     return load_study(
         data,
         filename=filename,
@@ -145,7 +138,9 @@ def with_tag_labels(study: Study, tag: str) -> Study:
 
 def with_label_file(study: Study, data: bytes, filename: str) -> Study:
     """The study labelled from an uploaded label file (sample ID, label)."""
-    _check_size(data, filename, LABEL_UPLOAD_MB)
+    check_upload_size(
+        data, filename, LABEL_UPLOAD_MB * 2**20, "a label file holds two short columns: sample ID, label"
+    )
     return attach_labels(study, read_label_file(data, filename=filename, max_bytes=MAX_LABEL_BYTES))
 
 

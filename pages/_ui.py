@@ -128,15 +128,23 @@ def _read_upload(digest: str, _data: bytes, filename: str, n: int, seed: int) ->
     return table
 
 
+def check_upload_size(data: bytes, filename: str, limit: int, advice: str) -> None:
+    """An uploader's limit (``limit`` bytes), checked on the server before anything reads the file (the
+    browser lets larger files through, see :data:`UPLOADER_LIMIT_MB`): ``DataFileError`` naming the
+    file, its size, the limit and ``advice``."""
+    if len(data) > limit:
+        shown = f"{limit / 2**20:,.0f} MB" if limit >= 2**20 else f"{limit:,}-byte"
+        raise DataFileError(
+            f"'{filename}' is {len(data) / 2**20:,.1f} MB, larger than the {shown} upload limit; {advice}."
+        )
+
+
 def read_upload(data: bytes, filename: str, n: int, seed: int) -> PointTable:
     """Points from an uploaded table (CSV/TSV/TXT/NPY/NPZ; at most ``n`` rows, a seeded subset) or
     image (``n`` points on its dark pixels), with the reader's notes for the user (a dropped index
     column, constant columns, ...). Raises ``DataFileError`` with a message for the user."""
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise DataFileError(
-            f"'{filename}' is {len(data) / 2**20:.1f} MB, larger than the {UPLOAD_LIMIT_MB} MB upload limit; "
-            "upload a smaller file (for example a random subsample of the rows)."
-        )
+    advice = "upload a smaller file (for example a random subsample of the rows)"
+    check_upload_size(data, filename, MAX_UPLOAD_BYTES, advice)
     digest = hashlib.sha1(data).hexdigest()
     return _read_upload(digest, data, filename, n, seed)
 
