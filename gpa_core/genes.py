@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "FLOAT32_MAX",
+    "PAGE_MISSING",
     "AlignmentReport",
     "GeneDataError",
     "GeneStudies",
@@ -387,6 +388,10 @@ def _example_ids(ids: np.ndarray, k: int = 3) -> str:
     return ", ".join(repr(str(x)) for x in ids[:k])
 
 
+#: how the app's "missing values" control names each choice of :func:`align_studies` (for messages)
+PAGE_MISSING = {"drop": "drop genes with missing values", "impute": "impute the gene mean"}
+
+
 def align_studies(
     source: Study, target: Study, missing: Literal["drop", "impute"] = "drop"
 ) -> tuple[Study, Study, AlignmentReport]:
@@ -436,8 +441,8 @@ def align_studies(
         if missing == "drop":
             raise GeneDataError(
                 f"all {shared:,} shared genes have missing values in {source.name} or {target.name}; "
-                "choose 'impute the gene mean' under 'missing values' on the page (missing='impute' in "
-                "Python), or check the files' missing-value markers."
+                f"choose '{PAGE_MISSING['impute']}' under 'missing values' on the page (missing='impute' "
+                "in Python), or check the files' missing-value markers."
             )
         raise GeneDataError(
             f"every one of the {shared:,} shared genes has no value at all in {source.name} or "

@@ -12,18 +12,14 @@ import streamlit as st
 
 from gpa_core import ensembles as E
 from gpa_core.config import ConfigError
-from gpa_core.genes import GeneDataError, Study, align_studies
+from gpa_core.gene_io import PAGE_ORIENTATION
+from gpa_core.genes import PAGE_MISSING, GeneDataError, Study, align_studies
 from gpa_core.latent import LatentError
 from pages import _latent_ui as U
 from pages._ui import cancel_job, session_job_holder
 
 POLL_SECONDS = 0.5
-ORIENTATIONS = {
-    "auto": "auto-detect",
-    "genes_by_samples": "rows = genes",
-    "samples_by_genes": "rows = samples",
-}
-MISSING = {"drop": "drop genes with missing values", "impute": "impute the gene mean"}
+ORIENTATIONS = {"auto": "auto-detect", **PAGE_ORIENTATION}  # the readers' messages quote these labels
 
 
 def _holder() -> dict[str, Any]:
@@ -127,7 +123,8 @@ def _data() -> tuple[Study, Study, str] | None:
         source = _upload_column(c1, "source", cap)
         target = _upload_column(c2, "target", cap)
         missing = st.radio(
-            "missing values", list(MISSING), horizontal=True, key="lat_missing", format_func=MISSING.get,
+            "missing values", list(PAGE_MISSING), horizontal=True, key="lat_missing",
+            format_func=PAGE_MISSING.get,
             help="Genes with a missing value in either study: drop them, or replace the missing values "
             "by the gene's mean within its study (a gene with no value at all in a study is dropped).",
         )  # fmt: skip
