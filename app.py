@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from gpa_core import kernel
+from gpa_core.engine import kernel
 
 ROOT = Path(__file__).resolve().parent
 

@@ -3,7 +3,7 @@
 Prints one JSON object per result line:
     {"bench": "engine", "metric": ..., "value": ..., "unit": ..., "target": ..., ...}
 Times are medians over repeats measured in this one run; compare ratios, not absolute numbers, on a
-noisy 2-core machine. Both paths are timed: ``compiled`` (the Numba kernel, gpa_core/kernel.py; its
+noisy 2-core machine. Both paths are timed: ``compiled`` (the Numba kernel, gpa_core/engine/kernel.py; its
 compile or disk-cache load is reported first) and ``eager`` (Torch operations); each line says which.
 Usage: python bench/bench_engine.py [--quick] [--device auto|cpu|cuda] [--engine both|eager|compiled]
 """
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from gpa_core import FlowConfig, GPAFlow, kernel
-from gpa_core.datasets import sample
+from gpa_core.data.datasets import sample
 from gpa_core.devices import describe_device
 
 
@@ -102,7 +102,7 @@ COLD_START = """
 import time, sys
 sys.path.insert(0, {root!r})
 from gpa_core import FlowConfig, GPAFlow
-from gpa_core.datasets import sample
+from gpa_core.data.datasets import sample
 src, tgt = sample("gaussian", 200, seed=0, std=0.5), sample("mixture", 200, seed=1, std=0.5)
 t0 = time.perf_counter()
 flow = GPAFlow(src, tgt, FlowConfig(steps=100))

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from gpa_core.genes import make_synthetic_studies
-from gpa_core.integration_scores import sinkhorn_divergence, w2_squared
-from gpa_core.latent import PCAEncoder, combat_baseline, mean_std_baseline, umap_embedding
+from gpa_core.genes.latent import PCAEncoder, combat_baseline, mean_std_baseline, umap_embedding
+from gpa_core.genes.scores import sinkhorn_divergence, w2_squared
+from gpa_core.genes.study import make_synthetic_studies
 
 
 def emit(metric: str, value: float, unit: str, target: str = "") -> None:

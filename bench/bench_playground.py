@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import plotly.io as pio
 
 from gpa_core import FlowConfig, kernel
-from gpa_core import figures as F
-from gpa_core.datasets import sample
-from gpa_core.runner import Runner, Snapshot
+from gpa_core.data.datasets import sample
+from gpa_core.engine.runner import Runner, Snapshot
+from gpa_core.plots import flow as plots
 
 REFRESH = 0.2  # the page polls the runner every 0.2 s while playing
 
@@ -51,8 +51,8 @@ def emit(metric: str, value: float, unit: str, target: str = "") -> None:
 
 def redraw(snap: Snapshot) -> int:
     """One redraw as the page does it; returns the bytes sent for the two charts."""
-    figs = [F.particles_figure(snap, validate=False), F.history_figure(snap, validate=False)]
-    F.stability_readout(snap)
+    figs = [plots.particles_figure(snap, validate=False), plots.history_figure(snap, validate=False)]
+    plots.stability_readout(snap)
     size = 0
     for fig in figs:
         spec = pio.to_json(fig, validate=False)  # st.plotly_chart: to_dict + to_json

@@ -29,16 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from gpa_core import FlowConfig, GPAFlow, kernel
-from gpa_core import ensembles as E
+from gpa_core.studies.batches import STRATEGIES, member_step_flops, sample_pair
+from gpa_core.studies.stability import StabilityGrid, StabilityResult, run_stability, stability_grid
 
 TIME_LIMIT = 180.0
 RATIO_LIMIT = 0.6
 
 
-def setting(T: float, dtype: str) -> tuple[E.StabilityGrid, object, object]:
+def setting(T: float, dtype: str) -> tuple[StabilityGrid, object, object]:
     base = FlowConfig(f="kl", hidden=(32, 32, 32), inner_steps=3, lr=1e-3, seed=0, device="cpu", dtype=dtype)
-    grid = E.stability_grid(base, T=T, L_range=(0.1, 100.0), dt_range=(0.01, 1.0), n_L=8, n_dt=8)
-    source, target = E.sample_pair(
+    grid = stability_grid(base, T=T, L_range=(0.1, 100.0), dt_range=(0.01, 1.0), n_L=8, n_dt=8)
+    source, target = sample_pair(
         "gaussian:mean=0,std=0.5", "mixture:std=0.5,spacing=4", 200, 200, data_seed=0
     )
     return grid, source, target
@@ -52,8 +53,8 @@ def load() -> str:
 
 
 def run_batched(
-    grid: E.StabilityGrid, source, target, *, strategy: str, workers: int, max_batch: int, metrics: bool
-) -> tuple[float, float, E.StabilityResult]:
+    grid: StabilityGrid, source, target, *, strategy: str, workers: int, max_batch: int, metrics: bool
+) -> tuple[float, float, StabilityResult]:
     last = [0.0]
     start = time.perf_counter()
     cpu0 = time.process_time()
@@ -64,7 +65,7 @@ def run_batched(
             last[0] = now
             print(f"    … {done / total:6.1%} after {now - start:6.1f} s", flush=True)
 
-    result = E.run_stability(
+    result = run_stability(
         grid,
         source,
         target,
@@ -80,7 +81,7 @@ def run_batched(
 
 
 def run_sequential(
-    grid: E.StabilityGrid, source, target, *, sample_steps: int | None
+    grid: StabilityGrid, source, target, *, sample_steps: int | None
 ) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, timed steps) for the 64 cells one after another (extrapolated from
     ``sample_steps`` timed steps per cell when it is set)."""
@@ -110,7 +111,7 @@ def run_sequential(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--T", type=float, default=100.0, help="horizon (100 in the issue)")
-    ap.add_argument("--strategy", default="packed", choices=E.STRATEGIES)
+    ap.add_argument("--strategy", default="packed", choices=STRATEGIES)
     ap.add_argument("--workers", type=int, default=2, help="worker threads running batches in parallel")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -135,7 +136,7 @@ def main() -> None:
     path = "compiled (Numba kernel)" if compiled and args.dtype == "float32" else "eager (Torch)"
     print(f"path: {path}; kernel compile or cache load {time.perf_counter() - t0:.1f} s", flush=True)
     grid, source, target = setting(args.T, args.dtype)
-    flops = E.member_step_flops(grid.base, 200, 200, 2)
+    flops = member_step_flops(grid.base, 200, 200, 2)
     member_steps = grid.member_steps
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, load average {load()}", flush=True)
     print(

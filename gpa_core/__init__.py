@@ -5,8 +5,8 @@ Pure Python/Torch/NumPy (no Streamlit): usable from scripts, notebooks and ``pyt
 
 from __future__ import annotations
 
-from .config import ConfigError, FlowConfig, authors_numerics, check_batch, parse_lipschitz
-from .flow import GPAFlow, History, MemberSummary
+from gpa_core.config import ConfigError, FlowConfig, authors_numerics, check_batch, parse_lipschitz
+from gpa_core.engine.flow import GPAFlow, History, MemberSummary
 
 __all__ = [
     "ConfigError",
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):  # lazy: keeps `import gpa_core` light
     if name == "divergence":
-        from .estimate import divergence
+        from gpa_core.algorithm.estimate import divergence
 
         return divergence
     raise AttributeError(name)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, FlowConfig, authors_numerics, parse_lipschitz
+from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_lipschitz
 
 EXIT_USAGE = 2
 
@@ -131,7 +131,7 @@ def _compile_kernel_first(cfg: FlowConfig) -> None:
     """A command-line run with engine auto waits for the compiled kernel (once per machine; later
     runs load it from Numba's disk cache in about a second) rather than leave the compile unfinished
     at exit, which would make every later run start it again."""
-    from . import kernel
+    from gpa_core.engine import kernel
 
     if cfg.engine != "auto" or not kernel.available() or kernel.ready():
         return
@@ -147,9 +147,9 @@ def _print_notes(notes: Sequence[tuple[str, object]]) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from .datasets import DatasetError, sample_spec, spec_notes
-    from .flow import GPAFlow
-    from .io import check_precision, check_source
+    from gpa_core.data.datasets import DatasetError, sample_spec, spec_notes
+    from gpa_core.data.points import check_precision, check_source
+    from gpa_core.engine.flow import GPAFlow
 
     try:
         cfg = FlowConfig(
@@ -254,8 +254,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _divergence(args: argparse.Namespace) -> dict[str, Any]:
-    from .estimate import divergence
-    from .io import read_points
+    from gpa_core.algorithm.estimate import divergence
+    from gpa_core.data.points import read_points
 
     tables = []
     for path in (args.p_file, args.q_file):

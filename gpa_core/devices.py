@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .config import ConfigError
+from gpa_core.config import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:

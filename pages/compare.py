@@ -11,11 +11,20 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gpa_core import ensembles as E
-from gpa_core import figures_ensemble as F
 from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_hidden, parse_lipschitz
-from gpa_core.runner import Runner
-from pages._ui import open_in_playground
+from gpa_core.engine.runner import Runner
+from gpa_core.plots import studies as plots
+from gpa_core.studies.batches import sample_pair, steps_for
+from gpa_core.studies.compare import (
+    MAX_COMPARE,
+    ComparePreset,
+    CompareRun,
+    CompareSpec,
+    MetricTracker,
+    compare_presets,
+)
+from ui.query import playground_params
+from ui.session import keep_widget_state, open_in_playground
 
 F_CHOICES = ["kl", "alpha", "reverse_kl", "js"]
 SOLVERS = ["euler", "heun"]
@@ -35,7 +44,7 @@ def _holder() -> dict[str, Any]:
     return {}
 
 
-def _preset_frame(preset: E.ComparePreset) -> pd.DataFrame:
+def _preset_frame(preset: ComparePreset) -> pd.DataFrame:
     rows = []
     for run in preset.runs:
         c = run.config
@@ -53,9 +62,9 @@ def _preset_frame(preset: E.ComparePreset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _presets() -> dict[str, E.ComparePreset]:
+def _presets() -> dict[str, ComparePreset]:
     """The shared presets with several members (assets/presets), by id."""
-    return E.compare_presets()
+    return compare_presets()
 
 
 DEFAULTS: dict[str, Any] = {
@@ -120,14 +129,14 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
-def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors: bool) -> list[E.CompareRun]:
+def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors: bool) -> list[CompareRun]:
     """Rows of the runs table → CompareRuns; raises ValueError naming the row and column."""
-    runs: list[E.CompareRun] = []
+    runs: list[CompareRun] = []
     table = table.dropna(how="all")
     if len(table) == 0:
         raise ValueError("add at least one run to the table")
-    if len(table) > E.MAX_COMPARE:
-        raise ValueError(f"at most {E.MAX_COMPARE} runs can be compared; the table has {len(table)}")
+    if len(table) > MAX_COMPARE:
+        raise ValueError(f"at most {MAX_COMPARE} runs can be compared; the table has {len(table)}")
     for i, row in enumerate(table.to_dict("records"), start=1):
         label = str(row.get("run") or f"run {i}")
         try:
@@ -143,7 +152,7 @@ def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors
                 alpha=alpha,
                 L=L,
                 dt=dt,
-                steps=E.steps_for(T, dt),
+                steps=steps_for(T, dt),
                 solver=str(row.get("solver") or "euler"),
                 lipschitz=str(row.get("Lipschitz") or "spectral"),
             )
@@ -151,21 +160,19 @@ def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors
                 cfg = authors_numerics(cfg)
         except (ValueError, TypeError, ConfigError) as exc:
             raise ValueError(f"row {i} ({label}): {exc}") from exc
-        runs.append(E.CompareRun(label, cfg))
+        runs.append(CompareRun(label, cfg))
     return runs
 
 
-def _start(spec: E.CompareSpec) -> None:
-    source, target = E.sample_pair(
-        spec.source_spec, spec.target_spec, spec.M, spec.N, data_seed=spec.data_seed
-    )
+def _start(spec: CompareSpec) -> None:
+    source, target = sample_pair(spec.source_spec, spec.target_spec, spec.M, spec.N, data_seed=spec.data_seed)
     holder = _holder()
     _release(holder)
     runner = Runner(source, target, spec.configs, grid=False, max_history=2000, idle_timeout=300.0)
     holder.update(
         runner=runner,
         spec=spec,
-        tracker=E.MetricTracker(len(spec.runs), spec.metrics, every=spec.metric_every),
+        tracker=MetricTracker(len(spec.runs), spec.metrics, every=spec.metric_every),
         sps=[math.nan] * len(spec.runs),
         started=time.monotonic(),
         dim=int(source.shape[1]),
@@ -182,7 +189,7 @@ PERSIST += ("cmp_zoom",)
 def _controls() -> pd.DataFrame:
     """The data, runs table and shared settings; returns the runs table as edited."""
     _init_state()
-    E.keep_widget_state(st.session_state, {**DEFAULTS, **dict.fromkeys(PERSIST)})
+    keep_widget_state(st.session_state, {**DEFAULTS, **dict.fromkeys(PERSIST)})
     presets = {**{k: p.title for k, p in _presets().items()}, "custom": "Custom (keep the table)"}
     st.selectbox(
         "Preset",
@@ -241,20 +248,20 @@ def _controls() -> pd.DataFrame:
         st.toggle(
             "also the Sinkhorn divergence (blur 0.05; can take seconds per evaluation)",
             key="cmp_sinkhorn",
-            help="Debiased Sinkhorn divergence (gpa_core.metrics, POT in the log domain), at the same "
+            help="Debiased Sinkhorn divergence (gpa_core.ot, POT in the log domain), at the same "
             "steps as W₂.",
         )
     return edited
 
 
-def _spec_from_widgets(table: pd.DataFrame) -> E.CompareSpec:
+def _spec_from_widgets(table: pd.DataFrame) -> CompareSpec:
     ss = st.session_state
     hidden = parse_hidden(ss["cmp_hidden"])
     base = FlowConfig.from_dict(ss["cmp_base"]).replace(
         inner_steps=int(ss["cmp_inner"]), lr=float(ss["cmp_lr"]), hidden=hidden, dtype=ss["cmp_dtype"]
     )
     runs = _configs_from_table(table, base, float(ss["cmp_T"]), ss["cmp_numerics"] == "authors")
-    return E.CompareSpec(
+    return CompareSpec(
         str(ss["cmp_source"]),
         str(ss["cmp_target"]),
         int(ss["cmp_M"]),
@@ -266,8 +273,8 @@ def _spec_from_widgets(table: pd.DataFrame) -> E.CompareSpec:
     )
 
 
-def _open_in_playground(spec: E.CompareSpec, k: int) -> None:
-    params = E.playground_params(
+def _open_in_playground(spec: CompareSpec, k: int) -> None:
+    params = playground_params(
         spec.runs[k].config, source=spec.source_spec, target=spec.target_spec, M=spec.M, N=spec.N,
         data_seed=spec.data_seed, dim=_holder().get("dim"),
     )  # fmt: skip
@@ -282,7 +289,7 @@ def _status(summary: Any, finished: bool) -> str:
 
 
 def _outcome_table(
-    snap: Any, spec: E.CompareSpec, tracker: E.MetricTracker, holder: dict[str, Any]
+    snap: Any, spec: CompareSpec, tracker: MetricTracker, holder: dict[str, Any]
 ) -> pd.DataFrame:
     sps: list[float] = holder["sps"]
     elapsed = max(time.monotonic() - holder["started"], 1e-9)
@@ -316,8 +323,8 @@ def _live_view() -> None:
     if runner is None:
         st.info("Choose a preset or edit the runs, then press **Start**.")
         return
-    spec: E.CompareSpec = holder["spec"]
-    tracker: E.MetricTracker = holder["tracker"]
+    spec: CompareSpec = holder["spec"]
+    tracker: MetricTracker = holder["tracker"]
     snap = runner.snapshot()
     tracker.update(snap.n, snap.t, snap.particles, snap.target, snap.finished)
     labels = spec.labels
@@ -349,11 +356,11 @@ def _live_view() -> None:
     zoom = st.session_state.get("cmp_zoom", False)
     titles = [
         f"{lab} — {_status(s, snap.finished[k])}"
-        + (f" t={F.fmt(s.diverged_at)}" if s.diverged_at is not None else "")
+        + (f" t={plots.fmt(s.diverged_at)}" if s.diverged_at is not None else "")
         for k, (lab, s) in enumerate(zip(labels, snap.summary, strict=True))
     ]
     st.plotly_chart(
-        F.particle_grid(snap.particles, snap.target, titles, quantile=0.01 if zoom else 0.0),
+        plots.particle_grid(snap.particles, snap.target, titles, quantile=0.01 if zoom else 0.0),
         key="cmp_particles",
         config={"displayModeBar": False},
     )
@@ -361,7 +368,7 @@ def _live_view() -> None:
     log_x = bool(st.session_state.get("cmp_logx", False))
     c1, c2 = st.columns(2)
     c1.plotly_chart(
-        F.curves_figure(
+        plots.curves_figure(
             histories, labels, "kinetic_energy", title="kinetic energy (3.3)", y_label="kinetic energy I",
             log_x=log_x,
             diverged_at=list(snap.diverged_at), uirevision="cmp_ke",
@@ -369,7 +376,7 @@ def _live_view() -> None:
         key="cmp_ke",
     )  # fmt: skip
     c2.plotly_chart(
-        F.curves_figure(
+        plots.curves_figure(
             histories, labels, "divergence", title="divergence estimate D_f^{Γ_L} (positive values)",
             y_label="D", log_x=log_x, diverged_at=list(snap.diverged_at), uirevision="cmp_div",
         ),
@@ -377,7 +384,7 @@ def _live_view() -> None:
     )  # fmt: skip
     series = [{"time": np.asarray(s["time"]), "w2": np.asarray(s["w2"])} for s in tracker.series]
     st.plotly_chart(
-        F.curves_figure(
+        plots.curves_figure(
             series, labels, "w2", title=f"W₂ to the target (every {spec.metric_every} steps)", y_label="W₂",
             log_x=log_x, uirevision="cmp_w2",
         ),

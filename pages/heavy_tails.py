@@ -10,11 +10,23 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gpa_core import ensembles as E
-from gpa_core import figures_ensemble as F
+from gpa_core.algorithm.divergences import FLOAT32_EXP_LIMIT
 from gpa_core.config import FlowConfig, parse_hidden
 from gpa_core.devices import cpu_threads
-from pages._ui import cancel_job, open_in_playground, session_job_holder
+from gpa_core.jobs import EnsembleJob, JobControl
+from gpa_core.plots import studies as plots
+from gpa_core.studies.batches import steps_for
+from gpa_core.studies.heavy_tails import (
+    HEAVY_TAIL_CASES,
+    NUMERICS,
+    HeavyTailMember,
+    HeavyTailResult,
+    HeavyTailSettings,
+    heavy_tail_members,
+    run_heavy_tails,
+)
+from ui.query import playground_params
+from ui.session import cancel_job, keep_widget_state, open_in_playground, session_job_holder
 
 POLL_SECONDS = 0.7
 NUMERICS_LABEL = {"paper": "paper", "authors": "authors' code"}
@@ -26,22 +38,22 @@ def _holder() -> dict[str, Any]:
 
 #: Widget defaults, set once per session (widgets then keep their values across page visits).
 DEFAULTS: dict[str, Any] = {
-    "ht_cases": [c.number for c in E.HEAVY_TAIL_CASES],
+    "ht_cases": [c.number for c in HEAVY_TAIL_CASES],
     "ht_seeds": 8,
     "ht_alpha": 0.0,
     "ht_L": 1.0,
     "ht_dt": 0.5,
     "ht_T": 250.0,
     "ht_MN": 200,
-    "ht_numerics": list(E.NUMERICS),
+    "ht_numerics": list(NUMERICS),
     "ht_inner": 3,
     "ht_hidden": "32,32,32",
 }
 
 
 def _settings_widgets() -> None:
-    E.keep_widget_state(st.session_state, DEFAULTS)
-    labels = {c.number: c.label for c in E.HEAVY_TAIL_CASES}
+    keep_widget_state(st.session_state, DEFAULTS)
+    labels = {c.number: c.label for c in HEAVY_TAIL_CASES}
     st.multiselect("Cases", list(labels), format_func=labels.get, key="ht_cases")
     c1, c2, c3, c4, c5, c6 = st.columns(6)
     c1.number_input("seeds per case", min_value=1, max_value=64, key="ht_seeds")
@@ -53,7 +65,7 @@ def _settings_widgets() -> None:
     n1, n2, n3 = st.columns([2, 1, 1])
     n1.multiselect(
         "numerics",
-        list(E.NUMERICS),
+        list(NUMERICS),
         format_func=NUMERICS_LABEL.get,
         key="ht_numerics",
         help="paper: spectral normalization, trained ν (Legendre form), Adam state kept. authors' code: "
@@ -64,11 +76,11 @@ def _settings_widgets() -> None:
     n3.text_input("hidden widths", key="ht_hidden")
 
 
-def _settings() -> E.HeavyTailSettings:
+def _settings() -> HeavyTailSettings:
     ss = st.session_state
     hidden = parse_hidden(ss["ht_hidden"])
     alpha = float(ss["ht_alpha"])
-    return E.HeavyTailSettings(
+    return HeavyTailSettings(
         cases=tuple(int(c) for c in ss["ht_cases"]),
         seeds=int(ss["ht_seeds"]),
         extra_alpha=alpha if alpha > 1.0 else None,
@@ -82,12 +94,12 @@ def _settings() -> E.HeavyTailSettings:
     )
 
 
-def _start(settings: E.HeavyTailSettings) -> None:
-    members = E.heavy_tail_members(settings)
-    result = E.HeavyTailResult(settings, members, [None] * len(members), [None] * len(members))
+def _start(settings: HeavyTailSettings) -> None:
+    members = heavy_tail_members(settings)
+    result = HeavyTailResult(settings, members, [None] * len(members), [None] * len(members))
 
-    def work(ctl: E.JobControl) -> E.HeavyTailResult:
-        return E.run_heavy_tails(
+    def work(ctl: JobControl) -> HeavyTailResult:
+        return run_heavy_tails(
             settings, result=result, workers=min(2, cpu_threads()),
             on_progress=lambda d, t: ctl.report(d, t), on_member=lambda m, r, d: ctl.publish(result),
             cancel=ctl.cancel_event,
@@ -95,20 +107,20 @@ def _start(settings: E.HeavyTailSettings) -> None:
 
     holder = _holder()
     cancel_job(holder)
-    job = E.EnsembleJob(work, name="heavy-tails", threads=1)
+    job = EnsembleJob(work, name="heavy-tails", threads=1)
     holder.update(job=job, result=result, live=True, last_pick=None)
     job.start()
 
 
-def _open_in_playground(member: E.HeavyTailMember, settings: E.HeavyTailSettings) -> None:
-    params = E.playground_params(
+def _open_in_playground(member: HeavyTailMember, settings: HeavyTailSettings) -> None:
+    params = playground_params(
         member.config, source=member.case.source_spec, target=member.case.target_spec, M=settings.M,
         N=settings.N, data_seed=member.data_seed, dim=2,
     )  # fmt: skip
     open_in_playground(params)
 
 
-def _member_table(result: E.HeavyTailResult, idx: list[int]) -> pd.DataFrame:
+def _member_table(result: HeavyTailResult, idx: list[int]) -> pd.DataFrame:
     rows = []
     for i in idx:
         m = result.members[i]
@@ -131,14 +143,14 @@ def _member_table(result: E.HeavyTailResult, idx: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _row_details(result: E.HeavyTailResult, row: dict[str, Any]) -> None:
+def _row_details(result: HeavyTailResult, row: dict[str, Any]) -> None:
     idx = row["members"]
     first = result.members[idx[0]]
     st.subheader(f"Case {first.case.label} · {first.variant} · {NUMERICS_LABEL[first.numerics]} numerics")
     st.caption(
         f"Paper (one run): **{row['paper']}**. The overflow gauge is the largest argument of f* over the "
         f"target samples (for KL: of the exponential); float32's e^x overflows past "
-        f"{E.FLOAT32_EXP_LIMIT:.1f}. Heavy tails put samples far out, and a 1-Lipschitz φ can differ by up "
+        f"{FLOAT32_EXP_LIMIT:.1f}. Heavy tails put samples far out, and a 1-Lipschitz φ can differ by up "
         "to the distance between samples."
     )
     st.dataframe(
@@ -163,10 +175,11 @@ def _row_details(result: E.HeavyTailResult, row: dict[str, Any]) -> None:
     diverged = [result.runs[i].summary.diverged_at for i in done]  # type: ignore[union-attr]
     c1, c2 = st.columns(2)
     c1.plotly_chart(
-        F.exp_gauge_figure(histories, labels, limit=E.FLOAT32_EXP_LIMIT, diverged_at=diverged), key="ht_gauge"
+        plots.exp_gauge_figure(histories, labels, limit=FLOAT32_EXP_LIMIT, diverged_at=diverged),
+        key="ht_gauge",
     )
     c2.plotly_chart(
-        F.curves_figure(
+        plots.curves_figure(
             histories, labels, "divergence", title="divergence estimate", y_label="D", diverged_at=diverged,
             uirevision="ht_div",
         ),
@@ -183,14 +196,14 @@ def _row_details(result: E.HeavyTailResult, row: dict[str, Any]) -> None:
 
 def _live_view() -> None:
     holder = _holder()
-    job: E.EnsembleJob | None = holder.get("job")
+    job: EnsembleJob | None = holder.get("job")
     if job is None:
         st.info(
             "Choose the cases and press **Run sweep**. The paper's reported outcome is shown beside each row."
         )
         _paper_table()
         return
-    result: E.HeavyTailResult = holder["result"]
+    result: HeavyTailResult = holder["result"]
     done = sum(r is not None for r in result.runs)
     eta = job.eta
     status = "cancelled" if job.cancelled else ("done" if job.done else "running")
@@ -201,7 +214,7 @@ def _live_view() -> None:
     )
     if job.error is not None:
         st.error(f"The sweep failed: {job.error}")
-    table = F.heavy_tail_table(result)
+    table = plots.heavy_tail_table(result)
     event = st.dataframe(
         table,
         hide_index=True,
@@ -234,7 +247,7 @@ def _paper_table() -> None:
                     "paper: KL": c.paper_kl,
                     "paper: α = 2": c.paper_alpha2,
                 }
-                for c in E.HEAVY_TAIL_CASES
+                for c in HEAVY_TAIL_CASES
             ]
         ),
         hide_index=True,
@@ -255,8 +268,8 @@ def main() -> None:
     b1, b2, b3 = st.columns([1, 1, 4])
     try:
         settings = _settings()
-        n = len(E.heavy_tail_members(settings))
-        steps = E.steps_for(settings.T, settings.dt)
+        n = len(heavy_tail_members(settings))
+        steps = steps_for(settings.T, settings.dt)
         b3.caption(f"{n} runs × {steps} steps = {n * steps:,} particle steps")
     except ValueError as exc:
         settings = None
@@ -264,13 +277,13 @@ def main() -> None:
     if b1.button("Run sweep", type="primary", key="ht_start", disabled=settings is None):
         assert settings is not None
         _start(settings)
-    job: E.EnsembleJob | None = holder.get("job")
+    job: EnsembleJob | None = holder.get("job")
     if b2.button("Cancel", key="ht_cancel", disabled=job is None or job.done):
         assert job is not None
         job.cancel()
     live = bool(holder.get("live"))
     st.fragment(run_every=POLL_SECONDS if live else None)(_live_view)()
-    result: E.HeavyTailResult | None = holder.get("result")
+    result: HeavyTailResult | None = holder.get("result")
     if result is None:
         return
     rows = result.rows()
@@ -290,9 +303,9 @@ def main() -> None:
     if np.isfinite([r["peak_exp_arg"] for r in rows]).any():
         worst = max((r for r in rows if math.isfinite(r["peak_exp_arg"])), key=lambda r: r["peak_exp_arg"])
         st.caption(
-            f"Largest overflow gauge so far: {F.fmt(worst['peak_exp_arg'])} (case {worst['case']}, "
+            f"Largest overflow gauge so far: {plots.fmt(worst['peak_exp_arg'])} (case {worst['case']}, "
             f"{worst['f']}, {NUMERICS_LABEL[worst['numerics']]} numerics) against float32's limit "
-            f"{E.FLOAT32_EXP_LIMIT:.1f}."
+            f"{FLOAT32_EXP_LIMIT:.1f}."
         )
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from gpa_core import ensembles as E
 from gpa_core.config import ConfigError
-from gpa_core.gene_io import PAGE_ORIENTATION
-from gpa_core.genes import PAGE_MISSING, GeneDataError, Study, align_studies
-from gpa_core.latent import LatentError
-from pages import _latent_ui as U
-from pages._ui import cancel_job, session_job_holder
+from gpa_core.genes.latent import LatentError
+from gpa_core.genes.readers import PAGE_ORIENTATION
+from gpa_core.genes.study import PAGE_MISSING, GeneDataError, Study, align_studies
+from gpa_core.jobs import EnsembleJob
+from ui import latent as latent_ui
+from ui.session import cancel_job, session_job_holder
 
 POLL_SECONDS = 0.5
 ORIENTATIONS = {"auto": "auto-detect", **PAGE_ORIENTATION}  # the readers' messages quote these labels
@@ -36,15 +36,15 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
     """One study's upload widgets; returns the labelled study, or None (with an st.error) on failure.
     ``cap``: the most text (bytes, after decompression) a study file may hold."""
     col.markdown(f"**{role.capitalize()} study**")
-    limit = U.upload_mb(cap)
+    limit = latent_ui.upload_mb(cap)
     f = col.file_uploader(
         f"{role} expression file",
         type=None,  # every file reaches the reader, which names what it cannot use
         key=f"lat_up_{role}",
-        max_upload_size=2 * limit,  # more than the reader takes: see UPLOADER_LIMIT_MB in pages/_ui.py
+        max_upload_size=2 * limit,  # more than the reader takes: see UPLOADER_LIMIT_MB in ui/session.py
         help="CSV/TSV table (plain or gzipped; genes × samples or samples × genes) or a GEO series-matrix "
         f"file (GSE…_series_matrix.txt[.gz]). At most {limit} MB per file and {cap // 2**20} MB of text "
-        f"once decompressed (environment variable {U.CAP_ENV} when the app starts).",
+        f"once decompressed (environment variable {latent_ui.CAP_ENV} when the app starts).",
     )
     orient = col.selectbox(
         "orientation", list(ORIENTATIONS), format_func=ORIENTATIONS.get, key=f"lat_orient_{role}"
@@ -53,20 +53,20 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
         f"{role} label file (optional: sample ID, label)",
         type=None,
         key=f"lat_lab_{role}",
-        max_upload_size=4 * U.LABEL_UPLOAD_MB,
+        max_upload_size=4 * latent_ui.LABEL_UPLOAD_MB,
     )
     if f is None:
         return None
     try:
-        study = U.read_study(f.getvalue(), f.name, orient, f"{role} ({f.name})", cap)
+        study = latent_ui.read_study(f.getvalue(), f.name, orient, f"{role} ({f.name})", cap)
     except (GeneDataError, ValueError) as exc:
         col.error(_naming(str(exc), f.name))
         return None
     try:
         if lab is not None:
-            study = U.with_label_file(study, lab.getvalue(), lab.name)
+            study = latent_ui.with_label_file(study, lab.getvalue(), lab.name)
         else:
-            tags = U.label_tags(study)
+            tags = latent_ui.label_tags(study)
             if tags:
                 auto = next((i for i, t in enumerate(tags) if "er" in t.lower()), 0)
                 tag = col.selectbox(
@@ -76,7 +76,7 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
                     key=f"lat_tag_{role}",
                     disabled=len(tags) == 1,
                 )
-                study = U.with_tag_labels(study, tag)
+                study = latent_ui.with_tag_labels(study, tag)
     except (GeneDataError, ValueError) as exc:
         col.error(_naming(str(exc), lab.name if lab is not None else f.name))
         return None
@@ -92,13 +92,13 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
 
 def _data() -> tuple[Study, Study, str] | None:
     """The two aligned studies and a key naming them, or None (messages shown)."""
-    d = U.defaults()
+    d = latent_ui.defaults()
     kind = st.radio(
         "Data", ["synthetic", "upload"], horizontal=True, key="lat_data",
         format_func={"synthetic": "built-in synthetic studies", "upload": "upload two studies"}.get,
     )  # fmt: skip
     if kind == "synthetic":
-        sizes = sorted(set(U.GENE_SIZES) | {int(d["genes"])})
+        sizes = sorted(set(latent_ui.GENE_SIZES) | {int(d["genes"])})
         c1, c2, c3, c4 = st.columns(4)
         genes = c1.selectbox(
             "genes", sizes, index=sizes.index(int(d["genes"])), key="lat_genes", format_func="{:,}".format,
@@ -112,11 +112,11 @@ def _data() -> tuple[Study, Study, str] | None:
             "paper sizes: 226 source (138 ER+, 88 ER−) → 265 target (49 ER+, 216 ER−), 54,675 genes "
             "(selectable above; 5,000 is the quick default)."
         )
-        source, target = U.synthetic(int(genes), int(n_s), int(n_t), int(seed))
+        source, target = latent_ui.synthetic(int(genes), int(n_s), int(n_t), int(seed))
         key = f"synthetic-{genes}-{n_s}-{n_t}-{seed}"
         missing = "drop"  # the synthetic studies have no missing values
     else:
-        cap, warning = U.study_cap()
+        cap, warning = latent_ui.study_cap()
         if warning:
             st.warning(warning)
         c1, c2 = st.columns(2)
@@ -158,7 +158,7 @@ def _data() -> tuple[Study, Study, str] | None:
 
 # ------------------------------------------------------------------------------------------ controls
 def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
-    d = U.defaults()
+    d = latent_ui.defaults()
     st.subheader("Encoder")
     c1, c2, c3 = st.columns(3)
     standardize = c1.checkbox("standardize genes", value=True, key="lat_std")
@@ -170,13 +170,13 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
         "code divides by 10.",
     )  # fmt: skip
     try:
-        enc = U.fit_encoder(source, target, key, int(dprime), bool(standardize), float(scale))
+        enc = latent_ui.fit_encoder(source, target, key, int(dprime), bool(standardize), float(scale))
     except (LatentError, ValueError) as exc:
         st.error(f"The encoder could not be fitted: {exc}")
         return None
     e1, e2 = st.columns(2)
-    e1.plotly_chart(U.scree_figure(enc, int(dprime)), key="lat_scree")
-    e2.plotly_chart(U.reconstruction_figure(enc, int(dprime)), key="lat_recon")
+    e1.plotly_chart(latent_ui.scree_figure(enc, int(dprime)), key="lat_scree")
+    e2.plotly_chart(latent_ui.reconstruction_figure(enc, int(dprime)), key="lat_recon")
     st.subheader("Integration")
     with st.expander("GPA settings (paper Fig. 8: KL (DV), L = 1, Δt = 0.2, 5 inner steps, 5000 steps)"):
         g1, g2, g3, g4, g5, g6, g7 = st.columns(7)
@@ -192,7 +192,7 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
     m1, m2, m3 = st.columns([3, 2, 2])
     methods = m1.multiselect(
         "methods", ["mean_std", "combat", "gpa"], default=["mean_std", "gpa"], key="lat_methods",
-        format_func=U.VIEW_TITLES.get,
+        format_func=latent_ui.VIEW_TITLES.get,
         help="ComBat: parametric empirical Bayes (Johnson et al. 2007) in gene space, the target study "
         "as the reference batch and the label as a covariate.",
     )  # fmt: skip
@@ -211,7 +211,7 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
         st.error(f"hidden widths must be positive integers separated by commas, got {hidden!r}.")
         return None
     try:
-        config = U.gpa_config(float(L), float(dt), int(inner), float(lr), int(steps), str(f), widths)
+        config = latent_ui.gpa_config(float(L), float(dt), int(inner), float(lr), int(steps), str(f), widths)
     except (ConfigError, ValueError) as exc:
         st.error(f"GPA settings: {exc}")
         return None
@@ -228,11 +228,11 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
 def _start(source: Study, target: Study, ctl: dict[str, Any]) -> None:
     holder = _holder()
     cancel_job(holder)
-    work = U.integration_job(
+    work = latent_ui.integration_job(
         source, target, ctl["encoder"], methods=ctl["methods"], config=ctl["config"], steps=ctl["steps"],
         do_umap=ctl["umap"], sinkhorn=ctl["sinkhorn"],
     )  # fmt: skip
-    job = E.EnsembleJob(work, name="latent", threads=1)
+    job = EnsembleJob(work, name="latent", threads=1)
     holder.clear()
     holder.update(
         job=job, source=source, target=target, live=True, methods=ctl["methods"], config=ctl["config"],
@@ -244,7 +244,7 @@ def _start(source: Study, target: Study, ctl: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ live + results
 def _live_view() -> None:
     holder = _holder()
-    job: E.EnsembleJob | None = holder.get("job")
+    job: EnsembleJob | None = holder.get("job")
     if job is None:
         st.info("Choose the data and settings, then press **Run integration**.")
         return
@@ -262,10 +262,11 @@ def _live_view() -> None:
     if partial and partial.get("histories") and not (job.done and job.result is not None):
         c1, c2 = st.columns(2)
         c1.plotly_chart(
-            U.curves(partial["histories"], "kinetic_energy", "kinetic energy (3.3)", True), key="lat_ke"
+            latent_ui.curves(partial["histories"], "kinetic_energy", "kinetic energy (3.3)", True),
+            key="lat_ke",
         )
         c2.plotly_chart(
-            U.curves(partial["histories"], "divergence", "divergence estimate", False), key="lat_div"
+            latent_ui.curves(partial["histories"], "divergence", "divergence estimate", False), key="lat_div"
         )
     if job.done and holder.get("live"):
         holder["live"] = False
@@ -283,15 +284,16 @@ def _views(out: dict[str, Any], source: Study, target: Study) -> None:
     ls = source.labels if source.labels is not None else np.full(source.n_samples, "all")
     lt = target.labels if target.labels is not None else np.full(target.n_samples, "all")
     labels = np.concatenate([ls, lt]).astype(str)
-    lcol = U.label_colors(labels)
+    lcol = latent_ui.label_colors(labels)
     cols = st.columns(len(views))
     for col, (name, xy) in zip(cols, views.items(), strict=True):
-        title = U.VIEW_TITLES.get(name, name)
+        title = latent_ui.VIEW_TITLES.get(name, name)
         col.plotly_chart(
-            U.embedding_figure(xy, study, f"{title}: by study", U.STUDY_COLORS), key=f"lat_v_{kind}_{name}_s"
+            latent_ui.embedding_figure(xy, study, f"{title}: by study", latent_ui.STUDY_COLORS),
+            key=f"lat_v_{kind}_{name}_s",
         )
         col.plotly_chart(
-            U.embedding_figure(xy, labels, f"{title}: by label", lcol), key=f"lat_v_{kind}_{name}_l"
+            latent_ui.embedding_figure(xy, labels, f"{title}: by label", lcol), key=f"lat_v_{kind}_{name}_l"
         )
 
 
@@ -317,7 +319,7 @@ def _reach_note(holder: dict[str, Any], gpa: Any) -> str:
 
 def _results() -> None:
     holder = _holder()
-    job: E.EnsembleJob | None = holder.get("job")
+    job: EnsembleJob | None = holder.get("job")
     if job is None or not job.done or job.result is None:
         return
     out = job.result
@@ -331,7 +333,7 @@ def _results() -> None:
         "which includes the decoder's projection error for GPA). Over all samples: silhouette by study "
         "(lower = better mixed), silhouette by label (biology kept), k-NN mixing (1 = perfectly mixed)."
     )
-    table = U.score_table(results)
+    table = latent_ui.score_table(results)
     st.dataframe(table, key="lat_scores", hide_index=True)
     gpa = results.get("gpa")
     if gpa is not None and gpa.transport is not None:
@@ -353,10 +355,10 @@ def _results() -> None:
         if t.histories:
             c1, c2 = st.columns(2)
             c1.plotly_chart(
-                U.curves(t.histories, "kinetic_energy", "kinetic energy (3.3)", True), key="lat_ke_f"
+                latent_ui.curves(t.histories, "kinetic_energy", "kinetic energy (3.3)", True), key="lat_ke_f"
             )
             c2.plotly_chart(
-                U.curves(t.histories, "divergence", "divergence estimate", False), key="lat_div_f"
+                latent_ui.curves(t.histories, "divergence", "divergence estimate", False), key="lat_div_f"
             )
     st.subheader("Views")
     if out.get("umap_seconds"):
@@ -367,15 +369,15 @@ def _results() -> None:
     main = "gpa" if "gpa" in results else next(iter(results))
     res = results[main]
     d1.download_button(
-        f"Integrated source matrix ({U.VIEW_TITLES[main]}, CSV.gz)",
-        data=lambda: U.integrated_matrix(source, res),
+        f"Integrated source matrix ({latent_ui.VIEW_TITLES[main]}, CSV.gz)",
+        data=lambda: latent_ui.integrated_matrix(source, res),
         file_name=f"integrated_source_{main}.csv.gz",
         mime="application/gzip",
         key="lat_dl_matrix",
     )
     d2.download_button(
         "Latent coordinates (CSV)",
-        data=U.latent_frame(source, target, results).to_csv(index=False),
+        data=latent_ui.latent_frame(source, target, results).to_csv(index=False),
         file_name="latent_coordinates.csv",
         mime="text/csv",
         key="lat_dl_latent",
@@ -399,7 +401,7 @@ def main() -> None:
     source, target, key = data
     ctl = _controls(source, target, key)
     holder = _holder()
-    job: E.EnsembleJob | None = holder.get("job")
+    job: EnsembleJob | None = holder.get("job")
     b1, b2, _ = st.columns([2, 1, 4])
     start = b1.button(
         "Run integration", type="primary", key="lat_run", disabled=ctl is None or not ctl["methods"]

@@ -1,8 +1,8 @@
 """Particle-flow playground: watch the GPA flow (Algorithm 3.1) move particles towards a target live.
 
-Thin by design: widgets → settings (``pages/_state.py``) → FlowConfig + data → the session's Runner
-(``gpa_core/runner.py``); a fragment polls the runner's snapshot and draws figures from
-``gpa_core/figures.py``.
+Thin by design: widgets → settings (``ui/playground_state.py``) → FlowConfig + data → the session's Runner
+(``gpa_core/engine/runner.py``); a fragment polls the runner's snapshot and draws figures from
+``gpa_core/plots/flow.py``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from gpa_core import figures as F
 from gpa_core.config import ConfigError, FlowConfig
-from gpa_core.datasets import DatasetError, get_dataset
-from gpa_core.io import DataFileError, PointTable, check_precision, check_source
-from gpa_core.presets import PresetError, list_presets
-from gpa_core.runner import HISTORY_FIELDS, Runner
-from pages import _state as S
-from pages._ui import (
+from gpa_core.data.datasets import DatasetError, get_dataset
+from gpa_core.data.points import DataFileError, PointTable, check_precision, check_source
+from gpa_core.data.presets import PresetError, list_presets
+from gpa_core.engine.runner import HISTORY_FIELDS, Runner
+from gpa_core.plots import flow as plots
+from ui import playground_state
+from ui.session import (
     REFRESH_SECONDS,
     UPLOADER_LIMIT_MB,
     npy_bytes,
@@ -51,9 +51,9 @@ def _init_settings() -> None:
     request = st.session_state.pop(REQUEST, None)
     if SETTINGS in st.session_state and request is None:
         return
-    base = S.default_state()
+    base = playground_state.default_state()
     query = request if request is not None else st.query_params.to_dict()
-    settings, warnings = S.from_query(query, base) if query else (base, [])
+    settings, warnings = playground_state.from_query(query, base) if query else (base, [])
     st.session_state[SETTINGS] = settings
     _bump_version()
     st.session_state["pg.link_warnings"] = warnings
@@ -79,7 +79,7 @@ def _restore_widgets() -> None:
 
 def _apply_preset(preset_id: str, member: int) -> None:
     preset = next(p for p in list_presets() if p.id == preset_id)
-    settings = S.state_from_preset(preset, member)
+    settings = playground_state.state_from_preset(preset, member)
     st.session_state[SETTINGS] = settings
     _bump_version()
     _write_widgets(settings)
@@ -92,7 +92,7 @@ def _apply_preset(preset_id: str, member: int) -> None:
 def _on_dataset_change(side: str) -> None:
     """A dataset that cannot live in the current dimension moves it to its default one."""
     name = st.session_state[P + side]
-    if name == S.UPLOAD:
+    if name == playground_state.UPLOAD:
         return
     ds = get_dataset(name)
     dim = st.session_state.get(P + "dim", 2)
@@ -231,18 +231,20 @@ def _data_side(side: str) -> _Side:
     """Widgets for one side. An upload is read here; a dataset is sampled later, once the dimension
     is known (an upload on either side sets it). Errors show right under the side's widgets."""
     st.markdown(f"**{SIDE_LABELS[side]}**")
-    options = (*S.UI_DATASETS, S.UPLOAD)
+    options = (*playground_state.UI_DATASETS, playground_state.UPLOAD)
     st.selectbox(
         "dataset",
         options,
-        format_func=lambda n: "Upload points or an image…" if n == S.UPLOAD else get_dataset(n).label,
+        format_func=lambda n: (
+            "Upload points or an image…" if n == playground_state.UPLOAD else get_dataset(n).label
+        ),
         **_w(side),
         label_visibility="collapsed",
     )
     name = st.session_state[P + side]
     n = int(st.session_state[P + ("M" if side == "src" else "N")])
     seed = int(st.session_state[P + "data_seed"]) + (0 if side == "src" else 1)
-    if name == S.UPLOAD:
+    if name == playground_state.UPLOAD:
         upload = st.file_uploader(
             "CSV/TSV/TXT/NPY/NPZ table (one point per row) or an image (dark pixels → points)",
             type=None,  # every file reaches the reader, which names what it cannot use
@@ -269,7 +271,7 @@ def _data_side(side: str) -> _Side:
         if spec.kind != "str":
             _param_widget(side, name, spec)
     slot = st.empty()
-    params = S.dataset_params(st.session_state[SETTINGS] | _widget_values(), side)
+    params = playground_state.dataset_params(st.session_state[SETTINGS] | _widget_values(), side)
     try:
         values = ds.validate_params(params)
     except DatasetError as exc:
@@ -307,10 +309,10 @@ def _widget_values() -> dict[str, Any]:
 
 def _sizes() -> None:
     c1, c2 = st.columns(2)
-    c1.number_input("M particles", min_value=1, max_value=S.MAX_POINTS, step=50, **_w("M"))
-    c2.number_input("N targets", min_value=1, max_value=S.MAX_POINTS, step=50, **_w("N"))
+    c1.number_input("M particles", min_value=1, max_value=playground_state.MAX_POINTS, step=50, **_w("M"))
+    c2.number_input("N targets", min_value=1, max_value=playground_state.MAX_POINTS, step=50, **_w("N"))
     c3, c4 = st.columns(2)
-    c3.number_input("dimension d", min_value=1, max_value=S.MAX_UI_DIM, step=1, **_w("dim"))
+    c3.number_input("dimension d", min_value=1, max_value=playground_state.MAX_UI_DIM, step=1, **_w("dim"))
     c4.number_input("data seed", min_value=0, max_value=2**31 - 2, step=1, **_w("data_seed"))
 
 
@@ -328,7 +330,7 @@ def _config_widgets() -> None:
     )
     st.select_slider(
         "Lipschitz constant L",
-        options=S.choices_with(S.L_CHOICES, st.session_state[P + "L"]),
+        options=playground_state.choices_with(playground_state.L_CHOICES, st.session_state[P + "L"]),
         **_w("L"),
         format_func=lambda v: "∞ (none)" if math.isinf(v) else f"{v:g}",
         help="Particles move at most L·Δt per step (the CFL bound of §6); ∞ removes the bound.",
@@ -340,7 +342,7 @@ def _config_widgets() -> None:
     c1.number_input("m_max (φ updates/step)", min_value=1, max_value=100, step=1, **_w("inner_steps"))
     c2.select_slider(
         "learning rate",
-        options=S.choices_with(S.LR_CHOICES, st.session_state[P + "lr"]),
+        options=playground_state.choices_with(playground_state.LR_CHOICES, st.session_state[P + "lr"]),
         **_w("lr"),
         format_func=lambda v: f"{v:g}",
     )
@@ -443,7 +445,7 @@ def _status_line(snap: Any) -> str:
 
 
 def _stability(snap: Any) -> None:
-    ro = F.stability_readout(snap)
+    ro = plots.stability_readout(snap)
     cells = [(c.replace("|", "\\|") for c in row) for row in ro.rows()]
     rows = "\n".join("| {} | {} | {} |".format(*row) for row in cells)
     st.markdown("**Stability (CFL, §6)**\n\n| quantity | value | meaning |\n|---|---|---|\n" + rows)
@@ -472,7 +474,7 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
             st.rerun()  # the run stopped or started by itself: relabel Play/Pause, switch the timer
         snap = runner.snapshot()
         st.markdown(_status_line(snap))
-        verdict = F.banner(snap)
+        verdict = plots.banner(snap)
         if verdict is not None:
             kind, text = verdict
             {"error": st.error, "warning": st.warning, "success": st.success, "info": st.info}[kind](text)
@@ -481,9 +483,9 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
         left, right = st.columns([3, 2])
         with left:
             if image_shape is not None and view["images"]:
-                fig = F.digits_figure(snap, image_shape=image_shape, validate=False)
+                fig = plots.digits_figure(snap, image_shape=image_shape, validate=False)
             else:
-                fig = F.particles_figure(
+                fig = plots.particles_figure(
                     snap,
                     show_phi=view["phi"],
                     show_arrows=view["arrows"],
@@ -499,7 +501,7 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
         with right:
             _stability(snap)
         st.plotly_chart(
-            F.history_figure(snap, validate=False), key=P + "history", config={"displaylogo": False}
+            plots.history_figure(snap, validate=False), key=P + "history", config={"displaylogo": False}
         )
 
     live_view()
@@ -555,7 +557,7 @@ def _history_matrix(runner: Runner) -> np.ndarray:
 
 def _config_json(runner: Runner, settings: dict[str, Any]) -> str:
     snap = runner.snapshot()
-    link = S.to_query(settings)
+    link = playground_state.to_query(settings)
     return json.dumps(
         {
             "source": link["source"],
@@ -576,8 +578,8 @@ def _config_json(runner: Runner, settings: dict[str, Any]) -> str:
 
 def _animation(runner: Runner) -> str:
     snap = runner.snapshot()
-    fig = F.animation_figure(runner.frames(), snap.target[0], extent=snap.extent)
-    return F.animation_html(fig)
+    fig = plots.animation_figure(runner.frames(), snap.target[0], extent=snap.extent)
+    return plots.animation_html(fig)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -614,7 +616,7 @@ def main() -> None:
     settings = {k: st.session_state[P + k] for k in st.session_state[SETTINGS] if P + k in st.session_state}
     for side in ("src", "tgt"):
         name = settings.get(side)
-        if name and name != S.UPLOAD:
+        if name and name != playground_state.UPLOAD:
             for spec in get_dataset(name).params:
                 key = f"{side}.{name}.{spec.name}"
                 if P + key in st.session_state:
@@ -623,7 +625,7 @@ def main() -> None:
 
     cfg: FlowConfig | None = None
     try:
-        cfg = S.config_from_state(settings)
+        cfg = playground_state.config_from_state(settings)
     except ConfigError as exc:
         st.sidebar.error(f"Flow settings: {exc}")
 
@@ -649,7 +651,7 @@ def main() -> None:
     _exports(runner, st.session_state[SETTINGS])
 
     try:
-        query = S.to_query(st.session_state[SETTINGS])
+        query = playground_state.to_query(st.session_state[SETTINGS])
     except (ConfigError, DatasetError):
         query = {}
     query["sv"] = str(st.session_state.get(VERSION, 0))

@@ -9,11 +9,29 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from gpa_core import ensembles as E
-from gpa_core import figures_ensemble as F
 from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_hidden
 from gpa_core.devices import cpu_threads
-from pages._ui import cancel_job, open_in_playground, session_job_holder
+from gpa_core.jobs import EnsembleJob, JobControl
+from gpa_core.plots import studies as plots
+from gpa_core.studies.batches import (
+    STRATEGIES,
+    EnsembleStats,
+    data_scale,
+    member_step_flops,
+    sample_pair,
+    steps_for,
+)
+from gpa_core.studies.outcome import ConvergenceCriteria, Outcome
+from gpa_core.studies.stability import (
+    MAX_AXIS,
+    StabilityGrid,
+    StabilityResult,
+    log_spaced,
+    run_stability,
+    stability_grid,
+)
+from ui.query import playground_params
+from ui.session import cancel_job, keep_widget_state, open_in_playground, session_job_holder
 
 POLL_SECONDS = 0.5
 
@@ -56,7 +74,7 @@ DEFAULTS: dict[str, Any] = {
 
 def _settings() -> dict[str, Any]:
     ss = st.session_state
-    E.keep_widget_state(ss, DEFAULTS)
+    keep_widget_state(ss, DEFAULTS)
     c1, c2, c3, c4, c5 = st.columns([3, 3, 1, 1, 1])
     c1.text_input("Source P₀", key="stab_source")
     c2.text_input("Target Q", key="stab_target")
@@ -66,10 +84,10 @@ def _settings() -> dict[str, Any]:
     g1, g2, g3, g4, g5, g6, g7 = st.columns(7)
     g1.number_input("L from", min_value=1e-4, max_value=1e5, format="%.3g", key="stab_L_lo")
     g2.number_input("L to", min_value=1e-4, max_value=1e5, format="%.3g", key="stab_L_hi")
-    g3.number_input("# L", min_value=1, max_value=E.MAX_AXIS, key="stab_nL")
+    g3.number_input("# L", min_value=1, max_value=MAX_AXIS, key="stab_nL")
     g4.number_input("Δt from", min_value=1e-5, max_value=1e3, format="%.3g", key="stab_dt_lo")
     g5.number_input("Δt to", min_value=1e-5, max_value=1e3, format="%.3g", key="stab_dt_hi")
-    g6.number_input("# Δt", min_value=1, max_value=E.MAX_AXIS, key="stab_ndt")
+    g6.number_input("# Δt", min_value=1, max_value=MAX_AXIS, key="stab_ndt")
     g7.number_input("horizon T", min_value=0.01, max_value=1e6, key="stab_T")
     h1, h2 = st.columns(2)
     h1.checkbox(
@@ -105,7 +123,7 @@ def _settings() -> dict[str, Any]:
             format="%.3g", key="stab_move_tol",
         )  # fmt: skip
         o2.number_input("… over the last fraction of T", min_value=0.01, max_value=1.0, key="stab_window")
-        o3.selectbox("schedule", list(E.STRATEGIES), key="stab_strategy")
+        o3.selectbox("schedule", list(STRATEGIES), key="stab_strategy")
         o4.number_input("worker threads", min_value=1, max_value=_CPUS, key="stab_workers")
         st.caption(
             "Schedules: *packed* deals all cells into balanced batches and drops each member as soon as "
@@ -117,7 +135,7 @@ def _settings() -> dict[str, Any]:
     return dict(ss)
 
 
-def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCriteria, dict[str, Any]]:
+def _build() -> tuple[StabilityGrid, np.ndarray, np.ndarray, ConvergenceCriteria, dict[str, Any]]:
     ss = st.session_state
     hidden = parse_hidden(ss["stab_hidden"])
     base = FlowConfig(
@@ -133,13 +151,13 @@ def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCrit
     Ls = None
     if ss["stab_L_inf"]:
         n_L = int(ss["stab_nL"])
-        if n_L >= E.MAX_AXIS:
+        if n_L >= MAX_AXIS:
             raise ValueError(
-                f"with the L = ∞ row a map has at most {E.MAX_AXIS - 1} finite L values; set # L to "
-                f"{E.MAX_AXIS - 1} or fewer"
+                f"with the L = ∞ row a map has at most {MAX_AXIS - 1} finite L values; set # L to "
+                f"{MAX_AXIS - 1} or fewer"
             )
-        Ls = (*E.log_spaced(float(ss["stab_L_lo"]), float(ss["stab_L_hi"]), n_L, name="L"), math.inf)
-    grid = E.stability_grid(
+        Ls = (*log_spaced(float(ss["stab_L_lo"]), float(ss["stab_L_hi"]), n_L, name="L"), math.inf)
+    grid = stability_grid(
         base,
         T=float(ss["stab_T"]),
         L_range=(float(ss["stab_L_lo"]), float(ss["stab_L_hi"])),
@@ -148,14 +166,14 @@ def _build() -> tuple[E.StabilityGrid, np.ndarray, np.ndarray, E.ConvergenceCrit
         n_dt=int(ss["stab_ndt"]),
         Ls=Ls,
     )
-    source, target = E.sample_pair(
+    source, target = sample_pair(
         ss["stab_source"],
         ss["stab_target"],
         int(ss["stab_M"]),
         int(ss["stab_N"]),
         data_seed=int(ss["stab_seed"]),
     )
-    criteria = E.ConvergenceCriteria(window=float(ss["stab_window"]), move_tol=float(ss["stab_move_tol"]))
+    criteria = ConvergenceCriteria(window=float(ss["stab_window"]), move_tol=float(ss["stab_move_tol"]))
     data = {
         "source": ss["stab_source"],
         "target": ss["stab_target"],
@@ -172,10 +190,10 @@ def _start() -> None:
     metrics = tuple(st.session_state["stab_metrics"]) or ("w2",)
     strategy = st.session_state["stab_strategy"]
     workers = int(st.session_state["stab_workers"])
-    result = E.StabilityResult(grid, [None] * len(grid.cells), E.EnsembleStats(), E.data_scale(target))
+    result = StabilityResult(grid, [None] * len(grid.cells), EnsembleStats(), data_scale(target))
 
-    def work(ctl: E.JobControl) -> E.StabilityResult:
-        return E.run_stability(
+    def work(ctl: JobControl) -> StabilityResult:
+        return run_stability(
             grid, source, target, metrics=metrics, criteria=criteria, strategy=strategy, workers=workers,
             on_progress=lambda done, total: ctl.report(done, total),
             on_cell=lambda cell: ctl.publish(result), cancel=ctl.cancel_event, result=result,
@@ -183,7 +201,7 @@ def _start() -> None:
 
     holder = _holder()
     cancel_job(holder)
-    job = E.EnsembleJob(work, name="stability", threads=1)
+    job = EnsembleJob(work, name="stability", threads=1)
     holder.update(
         job=job, result=result, data=data, metrics=metrics, selected=None, live=True, target_points=target,
         last_pick=None,
@@ -191,16 +209,16 @@ def _start() -> None:
     job.start()
 
 
-def _open_in_playground(result: E.StabilityResult, index: int, data: dict[str, Any]) -> None:
+def _open_in_playground(result: StabilityResult, index: int, data: dict[str, Any]) -> None:
     cell = result.grid.cells[index]
-    params = E.playground_params(
+    params = playground_params(
         cell.config, source=data["source"], target=data["target"], M=data["M"], N=data["N"],
         data_seed=data["data_seed"], dim=data.get("dim"),
     )  # fmt: skip
     open_in_playground(params)
 
 
-def _cell_details(result: E.StabilityResult, index: int) -> None:
+def _cell_details(result: StabilityResult, index: int) -> None:
     res = result.cells[index]
     cell = result.grid.cells[index]
     st.markdown(f"**Cell {index}: {cell.label}, LΔt = {cell.L_dt:.3g}, {cell.steps} steps**")
@@ -210,13 +228,13 @@ def _cell_details(result: E.StabilityResult, index: int) -> None:
     s = res.run.summary
     text = f"outcome: **{res.outcome.value}**"
     if s.diverged_at is not None:
-        text += f" at t = {F.fmt(s.diverged_at)} ({s.reason})"
-    text += " · " + " · ".join(f"{k}: {F.fmt(v)}" for k, v in res.metrics.items())
-    text += f" · final kinetic energy {F.fmt(s.kinetic_energy)} · divergence {F.fmt(s.divergence)}"
+        text += f" at t = {plots.fmt(s.diverged_at)} ({s.reason})"
+    text += " · " + " · ".join(f"{k}: {plots.fmt(v)}" for k, v in res.metrics.items())
+    text += f" · final kinetic energy {plots.fmt(s.kinetic_energy)} · divergence {plots.fmt(s.divergence)}"
     st.markdown(text)
     c1, c2 = st.columns(2)
     c1.plotly_chart(
-        F.curves_figure(
+        plots.curves_figure(
             [res.run.history], [cell.label], "kinetic_energy", title="kinetic energy (3.3)",
             y_label="kinetic energy I",
             diverged_at=[s.diverged_at], uirevision=f"stab_ke_{index}",
@@ -225,7 +243,7 @@ def _cell_details(result: E.StabilityResult, index: int) -> None:
     )  # fmt: skip
     target = _holder().get("target_points")
     c2.plotly_chart(
-        F.particle_grid(
+        plots.particle_grid(
             res.run.particles[None], target if target is not None else res.run.particles,
             ["final particles (grey: target)"], cols=1, height_per_row=320, uirevision=f"stab_p_{index}",
         ),
@@ -238,21 +256,21 @@ def _cost_text() -> str:
     ss = st.session_state
     hidden = parse_hidden(ss["stab_hidden"])
     base = FlowConfig(inner_steps=int(ss["stab_inner"]), hidden=hidden, solver=ss["stab_solver"])
-    dts = E.log_spaced(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"]), int(ss["stab_ndt"]), name="Δt")
+    dts = log_spaced(float(ss["stab_dt_lo"]), float(ss["stab_dt_hi"]), int(ss["stab_ndt"]), name="Δt")
     n_L = int(ss["stab_nL"]) + (1 if ss["stab_L_inf"] else 0)  # the L = ∞ row, as in _build
-    steps = n_L * sum(E.steps_for(float(ss["stab_T"]), dt) for dt in dts)
+    steps = n_L * sum(steps_for(float(ss["stab_T"]), dt) for dt in dts)
     d = 2
-    flops = steps * E.member_step_flops(base, int(ss["stab_M"]), int(ss["stab_N"]), d)
+    flops = steps * member_step_flops(base, int(ss["stab_M"]), int(ss["stab_N"]), d)
     return f"{n_L * len(dts)} runs, {steps:,} particle steps in all (≈ {flops / 1e12:.2f} TFLOP for 2-D data)"
 
 
 def _live_view() -> None:
     holder = _holder()
-    job: E.EnsembleJob | None = holder.get("job")
+    job: EnsembleJob | None = holder.get("job")
     if job is None:
         st.info("Set the grid and press **Compute map**. Each cell is a full run to the horizon T.")
         return
-    result: E.StabilityResult = holder["result"]
+    result: StabilityResult = holder["result"]
     n_done = sum(c is not None for c in result.cells)
     frac = job.fraction
     eta = job.eta
@@ -265,14 +283,14 @@ def _live_view() -> None:
     if job.error is not None:
         st.error(f"The map failed: {job.error}")
     counts = result.counts()
-    st.caption(" · ".join(f"{o.symbol} {o.value}: {counts[o.value]}" for o in E.Outcome))
+    st.caption(" · ".join(f"{o.symbol} {o.value}: {counts[o.value]}" for o in Outcome))
     metric_options = list(holder.get("metrics", ("w2",)))
     metric = metric_options[0]
     if len(metric_options) > 1:
         metric = st.radio("colour", metric_options, horizontal=True, key="stab_colour")
     selected = holder.get("selected")
     event = st.plotly_chart(
-        F.stability_figure(result, metric, selected=selected),
+        plots.stability_figure(result, metric, selected=selected),
         key="stab_heatmap",
         on_select="rerun",
         selection_mode="points",
@@ -322,7 +340,7 @@ def main() -> None:
             _start()
         except (ValueError, ConfigError) as exc:
             st.error(f"Cannot start: {exc}")
-    job: E.EnsembleJob | None = holder.get("job")
+    job: EnsembleJob | None = holder.get("job")
     if b2.button("Cancel", key="stab_cancel", disabled=job is None or job.done):
         assert job is not None
         job.cancel()
@@ -332,7 +350,7 @@ def main() -> None:
         b3.error(str(exc))
     live = bool(holder.get("live"))
     st.fragment(run_every=POLL_SECONDS if live else None)(_live_view)()
-    result: E.StabilityResult | None = holder.get("result")
+    result: StabilityResult | None = holder.get("result")
     if result is None:
         return
     pick = holder.pop("open_pick", None)

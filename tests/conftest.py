@@ -10,7 +10,7 @@ import os
 import torch
 from hypothesis import HealthCheck, settings
 
-from gpa_core import kernel
+from gpa_core.engine import kernel
 
 torch.set_num_threads(1)
 kernel.ensure_compiled(block=True)

@@ -123,7 +123,7 @@ def _upload_mode() -> AppTest:
 
 
 def test_uploaders_are_capped_and_messages_name_real_controls() -> None:
-    from gpa_core.gene_io import PAGE_ORIENTATION
+    from gpa_core.genes.readers import PAGE_ORIENTATION
 
     at = _upload_mode()
     for role in ("source", "target"):

@@ -174,7 +174,7 @@ def test_bad_upload_shows_error_and_keeps_run(app: AppTest, case: str) -> None:
 
 
 def test_upload_over_the_size_limit(app: AppTest, monkeypatch) -> None:
-    import pages._ui as ui
+    import ui.session as ui
 
     monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 1000)  # the same check, with a limit a test can afford
     _run(app)
@@ -257,7 +257,7 @@ def test_link_reopens_a_run() -> None:
 
 def test_request_from_another_page() -> None:
     from gpa_core import FlowConfig
-    from gpa_core.ensembles import playground_params
+    from ui.query import playground_params
 
     params = playground_params(
         FlowConfig(L=10.0, f="alpha", alpha=3.0), source="gaussian:std=0.5", target="mixture", M=64, N=80
@@ -316,8 +316,8 @@ def test_runner_slots_stop_what_they_drop() -> None:
     on_release) stops all. (AppTest gives every AppTest the same session id, so that two sessions get
     two runners is checked in the browser test, with two tabs.)"""
     from gpa_core import FlowConfig
-    from gpa_core.runner import Runner
-    from pages._ui import RunnerSlots
+    from gpa_core.engine.runner import Runner
+    from ui.session import RunnerSlots
 
     rng = np.random.default_rng(0)
     data = (rng.normal(0, 1, (10, 2)), rng.normal(2, 1, (10, 2)), FlowConfig(hidden=(4,)))
@@ -348,17 +348,17 @@ def test_runner_slots_stop_what_they_drop() -> None:
 def test_link_round_trip(L, dt, steps, m, lr, f, alpha, hidden, seed, M) -> None:
     """Settings → query parameters → settings reproduce the same FlowConfig and data."""
     from gpa_core import FlowConfig
-    from pages import _state as S
+    from ui import playground_state
 
     cfg = FlowConfig(
         L=L, dt=dt, steps=steps, inner_steps=m, lr=lr, f=f, alpha=alpha, hidden=tuple(hidden), seed=seed
     )
-    state = {**S.default_state(), **S.config_state(cfg), "M": M}
-    query = S.to_query(state)
+    state = {**playground_state.default_state(), **playground_state.config_state(cfg), "M": M}
+    query = playground_state.to_query(state)
     assert all(isinstance(v, str) for v in query.values())
-    back, warnings = S.from_query(query, S.default_state())
+    back, warnings = playground_state.from_query(query, playground_state.default_state())
     assert not warnings
-    assert S.config_from_state(back) == cfg
+    assert playground_state.config_from_state(back) == cfg
     assert back["M"] == M and back["src"] == state["src"] and back["tgt.mixture.std"] == 0.5
 
 

@@ -1,4 +1,4 @@
-"""ComBat (gpa_core.combat): against scanpy's pp.combat on a stored example, the reference-batch mode,
+"""ComBat (gpa_core.genes.combat): against scanpy's pp.combat on a stored example, the reference-batch mode,
 and clear errors."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpa_core.combat import CombatError, combat
+from gpa_core.genes.combat import CombatError, combat
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "combat_scanpy.npz")
 

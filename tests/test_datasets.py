@@ -1,4 +1,4 @@
-"""Tests for gpa_core.datasets: the registry, every sampler's shape/determinism/statistics, and specs."""
+"""Tests for gpa_core.data.datasets: the registry, every sampler's shape/determinism/statistics, and specs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from scipy import stats
 
-from gpa_core import datasets as ds
-from gpa_core.datasets import (
+from gpa_core.data import datasets as ds
+from gpa_core.data.datasets import (
     DatasetError,
     ParamSpec,
     format_spec,
@@ -22,7 +22,7 @@ from gpa_core.datasets import (
     sample,
     sample_spec,
 )
-from gpa_core.io import DataFileError
+from gpa_core.data.points import DataFileError
 
 NAMES = [
     "gaussian",

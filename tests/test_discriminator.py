@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpa_core.algorithm.discriminator import BatchedAdam, BatchedMLP, activation, activation_prime
 from gpa_core.config import FlowConfig
-from gpa_core.discriminator import BatchedAdam, BatchedMLP, activation, activation_prime
 
 ACTIVATIONS = ["relu", "leaky_relu", "softplus", "smooth_relu"]
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpa_core.divergences import (
+from gpa_core.algorithm.divergences import (
     F_NAMES,
     Y_MAX,
     ObjectiveKind,

@@ -1,4 +1,4 @@
-"""Tests for gpa_core.figures: pure figure builders from runner snapshots (no browser)."""
+"""Tests for gpa_core.plots.flow: pure figure builders from runner snapshots (no browser)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpa_core import FlowConfig
-from gpa_core import figures as F
-from gpa_core.runner import Runner, Snapshot, nondegenerate_box
+from gpa_core.engine.runner import Runner, Snapshot, nondegenerate_box
+from gpa_core.plots import flow as plots
 
 CFG = FlowConfig(hidden=(8, 8), steps=1000, kl_form="dv", dt=0.5)
 
@@ -41,7 +41,7 @@ def _types(fig: go.Figure) -> list[str]:
 
 
 def test_particles_2d_has_all_layers(snap2d: Snapshot) -> None:
-    fig = F.particles_figure(snap2d)
+    fig = plots.particles_figure(snap2d)
     assert _types(fig) == ["heatmap", "scatter", "scattergl", "scatter", "scattergl"]
     heat, arrows, target, trails, particles = fig.data
     assert heat.z.shape == snap2d.grid.phi.shape
@@ -72,7 +72,7 @@ def test_each_particles_trail_is_its_own_polyline() -> None:
     still = snap.trails.copy()
     still[:, 2] = still[-1, 2]  # particle 2 has not moved: its trail is a flat run of equal points
     snap = dataclasses.replace(snap, trails=still)
-    trails = next(t for t in F.particles_figure(snap).data if t.name == "trails")
+    trails = next(t for t in plots.particles_figure(snap).data if t.name == "trails")
     assert trails.type == "scatter" and trails.connectgaps is False and trails.mode == "lines"
     lines = _polylines(trails)
     P = still.shape[1]
@@ -82,14 +82,16 @@ def test_each_particles_trail_is_its_own_polyline() -> None:
 
 
 def test_layers_can_be_switched_off(snap2d: Snapshot) -> None:
-    fig = F.particles_figure(snap2d, show_phi=False, show_arrows=False, show_trails=False, show_target=False)
+    fig = plots.particles_figure(
+        snap2d, show_phi=False, show_arrows=False, show_trails=False, show_target=False
+    )
     assert _types(fig) == ["scattergl"]
 
 
 def test_spec_figure_matches_validated(snap2d: Snapshot) -> None:
-    fast = F.particles_figure(snap2d, validate=False)
-    slow = F.particles_figure(snap2d)
-    assert isinstance(fast, F.SpecFigure)
+    fast = plots.particles_figure(snap2d, validate=False)
+    slow = plots.particles_figure(snap2d)
+    assert isinstance(fast, plots.SpecFigure)
     a = json.loads(pio.to_json(fast, validate=False))
     b = json.loads(pio.to_json(slow, validate=False))
     assert [t["type"] for t in a["data"]] == [t["type"] for t in b["data"]]
@@ -111,37 +113,37 @@ def test_uirevision_stable_within_a_run() -> None:
     finally:
         r.stop()
     assert b.version > a.version
-    fa, fb = F.particles_figure(a, validate=False), F.particles_figure(b, validate=False)
+    fa, fb = plots.particles_figure(a, validate=False), plots.particles_figure(b, validate=False)
     assert fa.spec["layout"]["uirevision"] == fb.spec["layout"]["uirevision"]
     assert fa.spec["layout"]["xaxis"]["range"] == fb.spec["layout"]["xaxis"]["range"]
 
 
 def test_3d_and_projection_and_1d() -> None:
     s3 = _snapshot(d=3, steps=1)
-    fig = F.particles_figure(s3)
+    fig = plots.particles_figure(s3)
     assert _types(fig) == ["scatter3d", "scatter3d"]
     assert fig.layout.scene.zaxis.range is not None
     s5 = _snapshot(d=5, steps=1)
-    fig = F.particles_figure(s5)
+    fig = plots.particles_figure(s5)
     assert _types(fig) == ["scattergl", "scattergl"] and "PC1" in fig.layout.xaxis.title.text
     s1 = _snapshot(d=1, steps=1)
-    assert _types(F.particles_figure(s1)) == ["scattergl", "scattergl"]
+    assert _types(plots.particles_figure(s1)) == ["scattergl", "scattergl"]
     with pytest.raises(ValueError, match="member"):
-        F.particles_figure(s1, member=3)
+        plots.particles_figure(s1, member=3)
 
 
 def test_digits_figure() -> None:
     s = _snapshot(d=64, m=12, n=10, steps=1)
-    fig = F.digits_figure(s, n_images=8, cols=4)
+    fig = plots.digits_figure(s, n_images=8, cols=4)
     assert _types(fig) == ["heatmap", "heatmap"]
     assert fig.data[0].z.shape == (2 * 9 - 1, 4 * 9 - 1)
     with pytest.raises(ValueError, match="image_shape"):
-        F.digits_figure(s, image_shape=(7, 7))
+        plots.digits_figure(s, image_shape=(7, 7))
 
 
 def test_history_figure_log_axes_and_members() -> None:
     s = _snapshot(configs=[CFG, CFG.replace(L=10.0)], steps=4)
-    fig = F.history_figure(s)
+    fig = plots.history_figure(s)
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis2.type == "log"
     names = {t.name for t in fig.data}
     assert names == {"L = 1", "L = 10"}
@@ -156,21 +158,21 @@ def test_history_marks_divergence(snap2d: Snapshot) -> None:
         diverged_at=(1.0,),
         reason=("the objective overflowed (largest argument of exp was 95; float32's limit is 88.7)",),
     )
-    fig = F.history_figure(s)
+    fig = plots.history_figure(s)
     assert any(t.mode == "markers" and t.marker.symbol == "x" for t in fig.data)
-    kind, text = F.banner(s)
+    kind, text = plots.banner(s)
     assert kind == "error"
     assert text == "Diverged at t = 1: the objective overflowed — try an α-divergence or a smaller L."
 
 
 def test_banners(snap2d: Snapshot) -> None:
-    assert F.banner(snap2d) is None
+    assert plots.banner(snap2d) is None
     conv = dataclasses.replace(snap2d, status=("converged",))
-    assert F.banner(conv)[0] == "success" and "Converged" in F.banner(conv)[1]
+    assert plots.banner(conv)[0] == "success" and "Converged" in plots.banner(conv)[1]
     done = dataclasses.replace(snap2d, finished=(True,))
-    assert F.banner(done)[0] == "info" and "Finished" in F.banner(done)[1]
+    assert plots.banner(done)[0] == "info" and "Finished" in plots.banner(done)[1]
     err = dataclasses.replace(snap2d, state="error", error="OutOfMemoryError: boom")
-    assert F.banner(err)[0] == "error" and "boom" in F.banner(err)[1]
+    assert plots.banner(err)[0] == "error" and "boom" in plots.banner(err)[1]
     inf = dataclasses.replace(
         snap2d,
         status=("diverged",),
@@ -178,11 +180,11 @@ def test_banners(snap2d: Snapshot) -> None:
         reason=("particles ran away",),
         configs=(CFG.replace(L=math.inf, f="alpha"),),
     )
-    assert "finite L" in F.banner(inf)[1]
+    assert "finite L" in plots.banner(inf)[1]
 
 
 def test_stability_readout(snap2d: Snapshot) -> None:
-    ro = F.stability_readout(snap2d)
+    ro = plots.stability_readout(snap2d)
     cfg = snap2d.configs[0]
     assert ro.max_step == pytest.approx(cfg.L * cfg.dt)
     assert ro.cfl == pytest.approx(ro.max_grad / cfg.L)
@@ -191,16 +193,16 @@ def test_stability_readout(snap2d: Snapshot) -> None:
     assert ro.steps_to_cross == pytest.approx(ro.distance / ro.max_step)
     assert len(ro.rows()) == 6 and ro.notes
     unreg = dataclasses.replace(snap2d, configs=(cfg.replace(L=math.inf),))
-    ro = F.stability_readout(unreg)
+    ro = plots.stability_readout(unreg)
     assert ro.level == "warn" and math.isinf(ro.max_step) and "L = ∞" in ro.notes[0][1]
     big = dataclasses.replace(snap2d, configs=(cfg.replace(L=100.0),))
-    assert F.stability_readout(big).level == "warn"
+    assert plots.stability_readout(big).level == "warn"
 
 
 def test_nearest_neighbour_spacing_on_a_lattice() -> None:
     g = np.stack(np.meshgrid(np.arange(10) * 0.5, np.arange(10) * 0.5), -1).reshape(-1, 2)
-    assert F.nearest_neighbour_spacing(g) == pytest.approx(0.5)
-    assert math.isnan(F.nearest_neighbour_spacing(np.zeros((1, 2))))
+    assert plots.nearest_neighbour_spacing(g) == pytest.approx(0.5)
+    assert math.isnan(plots.nearest_neighbour_spacing(np.zeros((1, 2))))
 
 
 @settings(max_examples=60, deadline=None)
@@ -215,7 +217,7 @@ def test_axis_ranges_hold_the_data(snap2d: Snapshot, shift: float, scale: float,
     lo, hi = np.minimum(parts.min((0, 1)), tgt.min((0, 1))), np.maximum(parts.max((0, 1)), tgt.max((0, 1)))
     parts[0, 0, 0] = runaway
     s = dataclasses.replace(snap2d, particles=parts, target=tgt, extent=(lo, hi))
-    (x0, x1), (y0, y1) = F.axis_ranges(s)
+    (x0, x1), (y0, y1) = plots.axis_ranges(s)
     span = hi[0] - lo[0]
     assert x0 <= lo[0] and x1 >= hi[0] and y0 <= lo[1] and y1 >= hi[1]
     assert x1 - x0 <= 41 * span + 1e-9  # a runaway particle cannot squash the view
@@ -223,10 +225,10 @@ def test_axis_ranges_hold_the_data(snap2d: Snapshot, shift: float, scale: float,
 
 
 def test_member_labels() -> None:
-    assert F.member_labels([CFG]) == ["KL, L = 1"]
-    labels = F.member_labels([CFG, CFG.replace(f="alpha", alpha=2.0), CFG.replace(f="alpha", alpha=10.0)])
+    assert plots.member_labels([CFG]) == ["KL, L = 1"]
+    labels = plots.member_labels([CFG, CFG.replace(f="alpha", alpha=2.0), CFG.replace(f="alpha", alpha=10.0)])
     assert labels == ["KL", "α = 2", "α = 10"]
-    assert F.member_labels([CFG, CFG.replace(L=math.inf)]) == ["L = 1", "L = ∞"]
+    assert plots.member_labels([CFG, CFG.replace(L=math.inf)]) == ["L = 1", "L = ∞"]
 
 
 def test_animation_html_is_self_contained() -> None:
@@ -240,14 +242,14 @@ def test_animation_html_is_self_contained() -> None:
         snap = r.snapshot()
     finally:
         r.stop()
-    fig = F.animation_figure(frames, snap.target[0], extent=snap.extent)
+    fig = plots.animation_figure(frames, snap.target[0], extent=snap.extent)
     assert len(fig.frames) == len(frames) == 4
     assert fig.layout.updatemenus[0].buttons[0].label == "Play"
-    html = F.animation_html(fig)
+    html = plots.animation_html(fig)
     assert '<script src="https://cdn' not in html and "Plotly.newPlot" in html
     assert len(html) > 1_000_000  # plotly.js embedded
     with pytest.raises(ValueError, match="no frames"):
-        F.animation_figure([], snap.target[0])
+        plots.animation_figure([], snap.target[0])
 
 
 # ---- degenerate data: zero spacing, zero spread ------------------------------------------------------------
@@ -286,11 +288,15 @@ def test_degenerate_data_run_and_draw(case: str) -> None:
     finally:
         r.stop()
     assert snap.state != "error" and snap.n == 3, snap.error
-    ro = F.stability_readout(snap)  # spacing 0 and data scale 0 divided by before
+    ro = plots.stability_readout(snap)  # spacing 0 and data scale 0 divided by before
     assert ro.rows() and ro.notes and all(text for _, text in ro.notes)
-    for fig in (F.particles_figure(snap), F.particles_figure(snap, validate=False), F.history_figure(snap)):
+    for fig in (
+        plots.particles_figure(snap),
+        plots.particles_figure(snap, validate=False),
+        plots.history_figure(snap),
+    ):
         json.loads(pio.to_json(fig, validate=False))  # what the browser is sent
-    layout = F.particles_figure(snap).layout
+    layout = plots.particles_figure(snap).layout
     axes = [layout.scene.xaxis, layout.scene.yaxis, layout.scene.zaxis] if snap.d == 3 else [layout.xaxis]
     if snap.d != 3:
         axes.append(layout.yaxis)
@@ -300,7 +306,7 @@ def test_degenerate_data_run_and_draw(case: str) -> None:
         assert math.isfinite(lo) and math.isfinite(hi)
         assert hi - lo > 64 * eps32 * max(1.0, abs(lo), abs(hi)), (case, axis.range)
     if frames:
-        F.animation_figure(frames, snap.target[0], extent=snap.extent)
+        plots.animation_figure(frames, snap.target[0], extent=snap.extent)
 
 
 def test_readout_explains_zero_spacing_and_zero_spread() -> None:
@@ -311,7 +317,7 @@ def test_readout_explains_zero_spacing_and_zero_spread() -> None:
     finally:
         r.stop()
     assert snap.spacing[0] == 0
-    ro = F.stability_readout(snap)
+    ro = plots.stability_readout(snap)
     assert ro.nn_spacing == 0 and ro.data_scale == 0
     texts = [text for _, text in ro.notes]
     assert any(
@@ -322,7 +328,7 @@ def test_readout_explains_zero_spacing_and_zero_spread() -> None:
     )
     assert ro.level == "warn"
     assert dict((q, v) for q, v, _ in ro.rows())["particle spacing"] == "0"
-    inf = F.stability_readout(dataclasses.replace(snap, configs=(CFG.replace(L=math.inf),)))
+    inf = plots.stability_readout(dataclasses.replace(snap, configs=(CFG.replace(L=math.inf),)))
     assert math.isinf(inf.max_step) and inf.level == "warn"
 
 
@@ -343,7 +349,7 @@ def test_nondegenerate_box() -> None:
 def test_data_extent_of_degenerate_clouds_is_a_usable_box() -> None:
     """The φ grid and the arrows are laid over the run's extent: a single repeated point or a constant
     coordinate must still give a box of real size (it was 1.6e-7 wide, so φ drew as a dot)."""
-    from gpa_core.runner import data_extent
+    from gpa_core.engine.runner import data_extent
 
     lo, hi = data_extent(np.full((40, 2), 5.0), np.full((30, 2), 5.0))
     assert np.all(hi - lo >= 1.0) and np.all(lo < 5.0) and np.all(hi > 5.0)

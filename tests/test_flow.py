@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpa_core import FlowConfig, GPAFlow, authors_numerics, divergence
+from gpa_core.algorithm.solvers import advance, euler_step, heun_step
 from gpa_core.config import ConfigError
-from gpa_core.datasets import sample
-from gpa_core.metrics import wasserstein1
-from gpa_core.solvers import advance, euler_step, heun_step
+from gpa_core.data.datasets import sample
+from gpa_core.ot import wasserstein1
 
 torch.set_num_threads(1)
 
-#: Both paths of GPAFlow (gpa_core/kernel.py for "compiled"); conftest compiles the kernel up front.
+#: Both paths of GPAFlow (gpa_core/engine/kernel.py for "compiled"); conftest compiles the kernel up front.
 ENGINES = ("eager", "compiled")
 
 

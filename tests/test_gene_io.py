@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from upload_corpus import zip_bytes
 
-from gpa_core.gene_io import (
+from gpa_core.genes.readers import (
     attach_labels,
     find_label_tags,
     labels_from_characteristics,
@@ -23,7 +23,7 @@ from gpa_core.gene_io import (
     read_label_file,
     read_series_matrix,
 )
-from gpa_core.genes import (
+from gpa_core.genes.study import (
     GeneDataError,
     Study,
     align_studies,
@@ -567,7 +567,7 @@ def test_values_beyond_float32_are_refused_not_made_infinite():
 
 def test_wide_tables_read_like_narrow_ones(monkeypatch):
     """Tables with more columns than gene_table._WIDE go through the split parser: same results."""
-    from gpa_core import gene_table
+    from gpa_core.genes.study import table as gene_table
 
     cases = [FIX / "samples_by_genes.csv", FIX / "genes_by_samples.csv", FIX / "r_style.csv"]
     narrow = [read_expression_table(p) for p in cases]

@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 from upload_corpus import series_matrix_head
 
 from gpa_core import gene_table, gene_text
-from gpa_core.gene_io import (
+from gpa_core.genes.readers import (
     load_study,
     read_expression_table,
     read_h5ad,
     read_label_file,
     read_series_matrix,
 )
-from gpa_core.genes import GeneDataError, Study
+from gpa_core.genes.study import GeneDataError, Study
 
 #: examples per test: the file runs in about 15 s here; GPA_FUZZ_EXAMPLES=5000 searches longer
 FUZZ = settings(

@@ -1,4 +1,4 @@
-"""Tests for gpa_core.io: reading uploaded point tables and images, and every error path."""
+"""Tests for gpa_core.data.points: reading uploaded point tables and images, and every error path."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 from upload_corpus import zip_bytes
 
-from gpa_core import io as gio
-from gpa_core.io import DataFileError, image_to_points, load_points
+from gpa_core.data import points as gio
+from gpa_core.data.points import DataFileError, image_to_points, load_points
 
 FIXTURES = Path(__file__).parent / "fixtures" / "points"
 

@@ -1,4 +1,4 @@
-"""The compiled path (gpa_core/kernel.py) against the eager one, piece by piece and whole steps.
+"""The compiled path (gpa_core/engine/kernel.py) against the eager one, piece by piece and whole steps.
 
 Whole runs cannot agree bit for bit: Adam divides each gradient by its own running size, so a
 parameter whose gradient is rounding noise moves by ±lr either way. Pieces are compared on the
@@ -20,10 +20,10 @@ import torch
 from tolerances import assert_close_by_rounding, gamma
 
 from gpa_core import FlowConfig, GPAFlow, kernel
+from gpa_core.algorithm.discriminator import BatchedAdam, BatchedMLP
+from gpa_core.algorithm.divergences import ObjectiveKind, objective, output_activation
 from gpa_core.config import ConfigError
-from gpa_core.datasets import sample
-from gpa_core.discriminator import BatchedAdam, BatchedMLP
-from gpa_core.divergences import ObjectiveKind, objective, output_activation
+from gpa_core.data.datasets import sample
 
 pytestmark = pytest.mark.skipif(not kernel.ready(), reason=f"kernel not compiled: {kernel.compile_error()}")
 

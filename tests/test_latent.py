@@ -11,18 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from tolerances import gamma
 
-import gpa_core.encoder as encoder_module
-from gpa_core.genes import GeneDataError, Study, make_synthetic_studies
-from gpa_core.integration_scores import (
-    ScoreInputError,
-    knn_mixing_score,
-    relative_to_raw,
-    silhouette,
-    sinkhorn_divergence,
-    squared_distances,
-    w2_squared,
-)
-from gpa_core.latent import (
+import gpa_core.genes.encoder as encoder_module
+from gpa_core.genes.latent import (
     LatentError,
     PCAEncoder,
     integrate,
@@ -32,6 +22,16 @@ from gpa_core.latent import (
     umap_embedding,
     warm_up_umap,
 )
+from gpa_core.genes.scores import (
+    ScoreInputError,
+    knn_mixing_score,
+    relative_to_raw,
+    silhouette,
+    sinkhorn_divergence,
+    squared_distances,
+    w2_squared,
+)
+from gpa_core.genes.study import GeneDataError, Study, make_synthetic_studies
 
 
 @pytest.fixture(scope="module")
@@ -370,7 +370,7 @@ def test_integrate_none_changes_nothing_and_checks_inputs(studies, encoder):
 
 
 def test_integrate_with_gpa_moves_each_label_towards_its_target(studies):
-    pytest.importorskip("gpa_core.flow")
+    pytest.importorskip("gpa_core.engine.flow")
     from gpa_core.config import FlowConfig
 
     s, t = studies.studies

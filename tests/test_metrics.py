@@ -1,4 +1,4 @@
-"""Tests of gpa_core.metrics: exact W₁/W₂ (POT), the debiased Sinkhorn divergence, the energy distance."""
+"""Tests of gpa_core.ot: exact W₁/W₂ (POT), the debiased Sinkhorn divergence, the energy distance."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import energy_distance as scipy_energy_distance
 
-from gpa_core.metrics import (
+from gpa_core.ot import (
     MetricInputError,
     OTConvergenceError,
     energy_distance,

@@ -1,4 +1,4 @@
-"""Fuzz tests for the upload readers (gpa_core.io): whatever bytes arrive, ``read_points`` /
+"""Fuzz tests for the upload readers (gpa_core.data.points): whatever bytes arrive, ``read_points`` /
 ``load_points`` (every extension, and no name) and ``image_to_points`` either return finite float64
 points (n >= 2, d >= 1) or raise a DataFileError whose message names the file -- never another
 exception. Inputs: arbitrary bytes, and valid tables, arrays and images that are then damaged.
@@ -23,7 +23,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from gpa_core.io import MAX_IMAGE_PIXELS, DataFileError, PointTable, image_to_points, load_points, read_points
+from gpa_core.data.points import (
+    MAX_IMAGE_PIXELS,
+    DataFileError,
+    PointTable,
+    image_to_points,
+    load_points,
+    read_points,
+)
 
 TABLE_NAMES = ["p.csv", "p.tsv", "p.txt", "p.dat", "P.CSV", "p.npy", "p.npz", None]
 TEXT_NAMES = ["p.csv", "p.tsv", "p.txt", "p.dat", None]

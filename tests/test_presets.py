@@ -1,4 +1,4 @@
-"""Tests for gpa_core.presets and the shipped preset files in assets/presets."""
+"""Tests for gpa_core.data.presets and the shipped preset files in assets/presets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gpa_core import GPAFlow
-from gpa_core.presets import PRESET_DIR, PresetError, get_preset, list_presets, load_preset, parse_preset
+from gpa_core.data.presets import PRESET_DIR, PresetError, get_preset, list_presets, load_preset, parse_preset
 
 GOOD = {
     "id": "tiny",

@@ -1,4 +1,5 @@
-"""Tests for gpa_core.runner: the background runner's lifecycle, live changes, resets, bounds, failures."""
+"""Tests for gpa_core.engine.runner: the background runner's lifecycle, live changes, resets, bounds,
+failures."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpa_core import ConfigError, FlowConfig
-from gpa_core.runner import HISTORY_FIELDS, Runner, _FrameStore, _HistoryStore, data_extent
+from gpa_core.engine.runner import HISTORY_FIELDS, Runner, _FrameStore, _HistoryStore, data_extent
 
 # steps: more than any test can finish (the compiled path runs this tiny flow at ~20k steps/s)
 SMALL = FlowConfig(hidden=(8, 8), steps=10_000_000, kl_form="dv", dt=0.2)

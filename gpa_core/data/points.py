@@ -31,7 +31,14 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from gpa_core.file_kinds import GZIP_MAGIC, HDF5_MAGIC, OLE2_MAGIC, ZIP_MAGIC, utf16_without_bom, zip_kind
+from gpa_core.data.file_kinds import (
+    GZIP_MAGIC,
+    HDF5_MAGIC,
+    OLE2_MAGIC,
+    ZIP_MAGIC,
+    utf16_without_bom,
+    zip_kind,
+)
 
 __all__ = [
     "FLOAT32_MAX",

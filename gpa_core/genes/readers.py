@@ -25,9 +25,23 @@ from typing import Literal
 
 import numpy as np
 
-from gpa_core.file_kinds import HDF5_MAGIC
-from gpa_core.gene_table import gsm_fraction, parse_table
-from gpa_core.gene_text import (
+from gpa_core.data.file_kinds import HDF5_MAGIC
+from gpa_core.genes.geo import (
+    find_label_tags,
+    labels_from_characteristics,
+    normalise_tag,
+    read_series_matrix,
+)
+from gpa_core.genes.study import (
+    GeneDataError,
+    Study,
+    check_study,
+    dedupe_ids,
+    normalise_er_labels,
+    to_float32,
+)
+from gpa_core.genes.table import gsm_fraction, parse_table
+from gpa_core.genes.text import (
     CAP_ENV,
     MAX_BYTES,
     MAX_ID_CHARS,
@@ -45,13 +59,6 @@ from gpa_core.gene_text import (
     sniff_sep,
     to_utf8,
     unquote,
-)
-from gpa_core.genes import GeneDataError, Study, check_study, dedupe_ids, normalise_er_labels, to_float32
-from gpa_core.geo_series import (
-    find_label_tags,
-    labels_from_characteristics,
-    normalise_tag,
-    read_series_matrix,
 )
 
 __all__ = [

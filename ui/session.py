@@ -1,12 +1,12 @@
 """Shared Streamlit helpers for GPA Explorer pages: the session's runners, cached sampling, uploads.
 
 * :func:`session_runners` — one :class:`RunnerSlots` per browser session (``st.cache_resource`` with
-  ``scope="session"``): pages keep their :class:`~gpa_core.runner.Runner` objects there under a name
+  ``scope="session"``): pages keep their :class:`~gpa_core.engine.runner.Runner` objects there under a name
   (the playground uses ``"playground"``). When the session ends, Streamlit calls ``on_release`` and
   every runner is stopped (thread joined, tensors freed). Each runner also pauses and ends its thread
   by itself when nobody polls it for ``idle_timeout`` seconds.
 * :func:`sample_points` / :func:`read_upload` — cached data; :func:`read_upload` turns an uploaded
-  table or image into a :class:`~gpa_core.io.PointTable` (points and notes for the user) and raises
+  table or image into a :class:`~gpa_core.data.points.PointTable` (points and notes for the user) and raises
   ``DataFileError`` with a user-facing message.
 """
 
@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,16 @@ import numpy as np
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from gpa_core.datasets import sample
-from gpa_core.io import MAX_UPLOAD_BYTES, DataFileError, Note, PointTable, image_to_points, read_points
-from gpa_core.runner import Runner
+from gpa_core.data.datasets import sample
+from gpa_core.data.points import (
+    MAX_UPLOAD_BYTES,
+    DataFileError,
+    Note,
+    PointTable,
+    image_to_points,
+    read_points,
+)
+from gpa_core.engine.runner import Runner
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp")
 TABLE_EXTENSIONS = ("csv", "tsv", "txt", "dat", "npy", "npz")
@@ -154,3 +162,14 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     return buf.getvalue()
+
+
+def keep_widget_state(state: Any, defaults: Mapping[str, Any]) -> None:
+    """For a Streamlit-like ``state`` mapping: set each key's default once, and re-assign every key that
+    has a value (Streamlit forgets the values of widgets that a page did not draw, e.g. while another
+    page was open; re-assigning them keeps them). A default of None means "keep only"."""
+    for key, default in defaults.items():
+        if key in state:
+            state[key] = state[key]
+        elif default is not None:
+            state[key] = default

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, FlowConfig, parse_lipschitz
-from .flow import GPAFlow
+from gpa_core.config import ConfigError, FlowConfig, parse_lipschitz
+from gpa_core.engine.flow import GPAFlow
 
 
 def divergence(

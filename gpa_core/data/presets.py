@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, FlowConfig, check_batch
-from .datasets import DatasetError, get_dataset, sample
+from gpa_core.config import ConfigError, FlowConfig, check_batch
+from gpa_core.data.datasets import DatasetError, get_dataset, sample
 
 __all__ = [
     "PRESET_DIR",

@@ -26,8 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 
-from .config import PER_MEMBER_FIELDS, FlowConfig
-from .runner import Frame, Snapshot, nearest_neighbour_spacing, nondegenerate_box
+from gpa_core.config import PER_MEMBER_FIELDS, FlowConfig
+from gpa_core.engine.runner import Frame, Snapshot, nearest_neighbour_spacing, nondegenerate_box
 
 __all__ = [
     "MEMBER_COLORS",

@@ -1,8 +1,8 @@
 """Low-level reading shared by the gene-data readers: bytes in (capped), gzip by magic bytes in a
-bounded stream, text encodings, and line helpers. The table parser is :mod:`gpa_core.gene_table`.
+bounded stream, text encodings, and line helpers. The table parser is :mod:`gpa_core.genes.table`.
 
-Used by :mod:`gpa_core.gene_io` (CSV/TSV, label files, dispatch) and :mod:`gpa_core.geo_series`
-(GEO series matrices). Errors are :class:`gpa_core.genes.GeneDataError` naming the file.
+Used by :mod:`gpa_core.genes.readers` (CSV/TSV, label files, dispatch) and :mod:`gpa_core.genes.geo`
+(GEO series matrices). Errors are :class:`gpa_core.genes.study.GeneDataError` naming the file.
 
 Memory: the text stays UTF-8 bytes (never a ``str`` of the whole file, which CPython may store at
 4 bytes per character); gzip is inflated twice in 1 MB pieces, first only counting, so a gzip bomb
@@ -18,8 +18,8 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from gpa_core.file_kinds import GZIP_MAGIC, OLE2_MAGIC, ZIP_MAGIC, utf16_without_bom, zip_kind
-from gpa_core.genes import GeneDataError
+from gpa_core.data.file_kinds import GZIP_MAGIC, OLE2_MAGIC, ZIP_MAGIC, utf16_without_bom, zip_kind
+from gpa_core.genes.study import GeneDataError
 
 __all__ = [
     "CAP_ENV",

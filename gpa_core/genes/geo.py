@@ -13,8 +13,9 @@ import re
 
 import numpy as np
 
-from gpa_core.gene_table import parse_table
-from gpa_core.gene_text import (
+from gpa_core.genes.study import GeneDataError, Study, check_study, dedupe_ids, normalise_er_labels
+from gpa_core.genes.table import parse_table
+from gpa_core.genes.text import (
     MAX_BYTES,
     NA_VALUES,
     Blob,
@@ -23,7 +24,6 @@ from gpa_core.gene_text import (
     read_utf8,
     unquote,
 )
-from gpa_core.genes import GeneDataError, Study, check_study, dedupe_ids, normalise_er_labels
 
 __all__ = [
     "NA_VALUES",

@@ -15,7 +15,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .ensembles import FLOAT32_EXP_LIMIT, HeavyTailResult, Outcome, StabilityResult
+from gpa_core.algorithm.divergences import FLOAT32_EXP_LIMIT
+from gpa_core.studies.heavy_tails import HeavyTailResult
+from gpa_core.studies.outcome import Outcome
+from gpa_core.studies.stability import StabilityResult
 
 PALETTE: tuple[str, ...] = (
     "#1f77b4",

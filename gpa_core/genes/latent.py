@@ -1,10 +1,10 @@
 """Latent-space GPA for dataset integration (paper §9): baselines, per-label transport, integrate.
 
-Pipeline: two studies on the same genes → :class:`~gpa_core.encoder.PCAEncoder` (per-gene
+Pipeline: two studies on the same genes → :class:`~gpa_core.genes.encoder.PCAEncoder` (per-gene
 standardization and PCA fitted on both studies together, the paper's linear autoencoder) →
 transport each label's source samples to the same label's target samples with its own GPA flow
 (:func:`transport_per_label`), or the baseline (:func:`mean_std_baseline`) → decode → scores
-(:mod:`gpa_core.integration_scores`); 2-D views in :mod:`gpa_core.latent_views`.
+(:mod:`gpa_core.genes.scores`); 2-D views in :mod:`gpa_core.genes.views`.
 :func:`integrate` runs the whole thing. The encoder and the views are re-exported here.
 
 ComBat is not offered: the PyPI package ``combat`` (pyComBat 0.3.3, 2022, superseded by
@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gpa_core.encoder import LatentError, PCAEncoder, as_matrix
-from gpa_core.genes import GeneDataError, Study
-from gpa_core.integration_scores import knn_mixing_score, silhouette, sinkhorn_divergence, w2_squared
-from gpa_core.latent_views import pca_2d, umap_embedding, warm_up_umap
+from gpa_core.genes.encoder import LatentError, PCAEncoder, as_matrix
+from gpa_core.genes.scores import knn_mixing_score, silhouette, sinkhorn_divergence, w2_squared
+from gpa_core.genes.study import GeneDataError, Study
+from gpa_core.genes.views import pca_2d, umap_embedding, warm_up_umap
 
 __all__ = [
     "IntegrationResult",
@@ -119,7 +119,7 @@ class TransportResult:
 
 
 def _default_flow_factory(source: np.ndarray, target: np.ndarray, config: Any) -> Any:
-    from gpa_core.flow import GPAFlow
+    from gpa_core.engine.flow import GPAFlow
 
     return GPAFlow(source, target, config)
 
@@ -205,7 +205,7 @@ def combat_baseline(
 ) -> np.ndarray:
     """The source study after ComBat with the target as the reference batch (the target stays as it
     is) and, when the studies are labelled, the label as a covariate to keep."""
-    from .combat import CombatError, combat
+    from gpa_core.genes.study.combat import CombatError, combat
 
     ns = Xs.shape[0]
     batch = np.array(["source"] * ns + ["target"] * Xt.shape[0])
@@ -291,7 +291,7 @@ def integrate(
 
     - "gpa": per-label GPA flows in the latent space (needs ``config``, a FlowConfig), then decode.
     - "mean_std": the paper's baseline in gene space, then encode for the latent scores.
-    - "combat": ComBat (``gpa_core.combat``) in gene space with the target study as the reference
+    - "combat": ComBat (``gpa_core.genes.combat``) in gene space with the target study as the reference
       batch and the label as a covariate (kept), then encode.
     - "none": nothing moves (the raw concatenation).
 

@@ -33,6 +33,7 @@ Y_MAX: dict[str, float] = {"kl": math.inf, "alpha": math.inf, "reverse_kl": 0.0,
 
 #: float32's largest x with finite e^x — the KL objective overflows beyond it.
 FLOAT32_EXP_LIMIT: float = math.log(torch.finfo(torch.float32).max)
+FLOAT64_EXP_LIMIT: float = math.log(torch.finfo(torch.float64).max)  # ≈ 709.78
 
 
 def f(name: str, x: Tensor, alpha: Tensor | float = 2.0) -> Tensor:

@@ -1,6 +1,6 @@
 """A background runner for one live GPA flow (one per browser session), with immutable snapshots.
 
-The runner owns a :class:`~gpa_core.flow.GPAFlow` (an ensemble of K ≥ 1 members) and a worker
+The runner owns a :class:`~gpa_core.engine.flow.GPAFlow` (an ensemble of K ≥ 1 members) and a worker
 thread that advances it in step-chunks on the Torch device. Whoever displays the run (a Streamlit
 page, a notebook, a benchmark) only ever reads :class:`Snapshot` objects: frozen, read-only NumPy
 copies of the particles, the target, φ on a grid with −∇φ arrows (member 0, 2-D runs), a bounded
@@ -51,9 +51,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .config import ConfigError, FlowConfig, check_batch
-from .devices import describe_device
-from .flow import LIVE_FIELDS, GPAFlow, History, MemberSummary
+from gpa_core.config import ConfigError, FlowConfig, check_batch
+from gpa_core.devices import describe_device
+from gpa_core.engine.flow import LIVE_FIELDS, GPAFlow, History, MemberSummary
 
 __all__ = [
     "HISTORY_FIELDS",

@@ -1,6 +1,6 @@
 """The table parser of the gene-data readers: a header row, then rows of an ID and values.
 
-The text (UTF-8 bytes, see :mod:`gpa_core.gene_text`) is cut into slices of whole lines (16 MB);
+The text (UTF-8 bytes, see :mod:`gpa_core.genes.text`) is cut into slices of whole lines (16 MB);
 each slice is parsed to float32 by pyarrow and copied into one preallocated buffer laid out the
 way the samples × genes matrix needs it. Reading therefore holds the text, the float32 values and
 one slice's Arrow data: no ``str`` of the file and no float64 copy. Narrow tables go through
@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from gpa_core.gene_text import (
+from gpa_core.genes.study import FLOAT32_MAX, GeneDataError, float32_overflow_message
+from gpa_core.genes.text import (
     MAX_BYTES,
     MAX_ID_CHARS,
     MAX_IDS,
@@ -38,7 +39,6 @@ from gpa_core.gene_text import (
     size_text,
     unquote,
 )
-from gpa_core.genes import FLOAT32_MAX, GeneDataError, float32_overflow_message
 
 __all__ = ["Table", "gsm_fraction", "parse_table"]
 

@@ -13,7 +13,7 @@ from ``np.random.default_rng(seed)`` only.
 Datasets: ``gaussian``, ``mixture`` (paper Fig. 2-3), ``student_t`` and ``ggm`` (heavy tails, Fig. 4 and
 Table 1), ``uniform``, ``swiss_roll`` (Fig. 6), ``sierpinski`` (Fig. 7 and Fig. 1), ``digits`` (8x8
 digits standing in for MNIST, Fig. 5), ``image`` (dark pixels of a picture) and ``file`` (an uploaded
-table, read by :func:`gpa_core.io.load_points`; :func:`spec_notes` gives what the reader noticed).
+table, read by :func:`gpa_core.data.points.load_points`; :func:`spec_notes` gives what the reader noticed).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gpa_core.io import Note, image_to_points, load_points, read_points
+from gpa_core.data.points import Note, image_to_points, load_points, read_points
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -660,7 +660,7 @@ def sample(name: str, n: int, *, seed: int = 0, dim: int | None = None, **params
     ``dim`` defaults to the dataset's ``default_dim``. Parameters are validated and coerced by their
     :class:`ParamSpec` (strings such as ``"0.5"`` are accepted). For ``file``, asking for more points
     than the file has returns all its rows (so fewer than ``n``); file problems raise
-    :class:`gpa_core.io.DataFileError`.
+    :class:`gpa_core.data.points.DataFileError`.
     """
     return get_dataset(name).sample(n, seed=seed, dim=dim, **params)
 
@@ -729,7 +729,7 @@ def sample_spec(spec: str, n: int, *, seed: int = 0, dim: int | None = None) -> 
 
 def spec_notes(spec: str) -> tuple[Note, ...]:
     """What reading a ``file:`` spec's table had to say (a dropped index column, constant columns, ...;
-    see :func:`gpa_core.io.read_points`), for a command line to show; ``()`` for other datasets. The
+    see :func:`gpa_core.data.points.read_points`), for a command line to show; ``()`` for other datasets. The
     file is read again, so call it after :func:`sample_spec` succeeded."""
     name, params = parse_spec(spec)
     if name != "file":

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpa_core.config import ConfigError, FlowConfig, parse_hidden, parse_lipschitz
-from gpa_core.datasets import DatasetError, format_spec, get_dataset, list_datasets, parse_spec
-from gpa_core.presets import Preset
+from gpa_core.data.datasets import DatasetError, format_spec, get_dataset, list_datasets, parse_spec
+from gpa_core.data.presets import Preset
 
 UPLOAD = "upload"
 #: Datasets offered in the UI (``file`` reads server paths and is replaced by an upload).
@@ -56,7 +56,7 @@ CONFIG_KEYS: tuple[str, ...] = (
 )
 
 #: Query-parameter names: the FlowConfig field names themselves, plus the data keys (the format of
-#: ``gpa_core.ensembles.playground_params``, which other pages use to open a run here).
+#: ``ui.query.playground_params``, which other pages use to open a run here).
 QUERY_NAMES: dict[str, str] = {
     "M": "M",
     "N": "N",
@@ -111,7 +111,7 @@ def config_state(cfg: FlowConfig) -> dict[str, Any]:
 
 def default_state() -> dict[str, Any]:
     """Gaussian → the four wells with L = 1 (Fig. 2–3), the playground's opening run."""
-    from gpa_core.presets import get_preset
+    from gpa_core.data.presets import get_preset
 
     try:
         return state_from_preset(get_preset("fig2-3-mixture"), 0)

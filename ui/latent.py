@@ -1,5 +1,5 @@
 """Helpers of the latent-space (gene expression) page: cached data, the background integration job,
-figures and download payloads. Numerical work stays in :mod:`gpa_core.latent`; this module only
+figures and download payloads. Numerical work stays in :mod:`gpa_core.genes.latent`; this module only
 wires it to Streamlit."""
 
 from __future__ import annotations
@@ -16,10 +16,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from gpa_core import ensembles as E
 from gpa_core.config import FlowConfig
-from gpa_core.figures_ensemble import curves_figure
-from gpa_core.gene_io import (
+from gpa_core.genes.latent import (
+    IntegrationResult,
+    PCAEncoder,
+    integrate,
+    pca_2d,
+    umap_embedding,
+    warm_up_umap,
+)
+from gpa_core.genes.readers import (
     CAP_ENV,
     MAX_BYTES,
     MAX_LABEL_BYTES,
@@ -29,16 +35,10 @@ from gpa_core.gene_io import (
     load_study,
     read_label_file,
 )
-from gpa_core.genes import GeneDataError, Study, make_synthetic_studies
-from gpa_core.latent import (
-    IntegrationResult,
-    PCAEncoder,
-    integrate,
-    pca_2d,
-    umap_embedding,
-    warm_up_umap,
-)
-from pages._ui import check_upload_size
+from gpa_core.genes.study import GeneDataError, Study, make_synthetic_studies
+from gpa_core.jobs import JobControl
+from gpa_core.plots.studies import curves_figure
+from ui.session import check_upload_size
 
 #: gene counts offered for the synthetic studies (54,675 = the paper's GPL570 probes)
 GENE_SIZES: tuple[int, ...] = (2_000, 5_000, 10_000, 54_675)
@@ -185,7 +185,7 @@ def integration_job(
     steps: int,
     do_umap: bool,
     sinkhorn: bool,
-) -> Callable[[E.JobControl], dict[str, Any]]:
+) -> Callable[[JobControl], dict[str, Any]]:
     """The background work: baseline and/or GPA via :func:`integrate`, then PCA and UMAP views.
 
     Publishes ``{"histories": {label: history dict}, "label": current label}`` while GPA runs."""
@@ -193,7 +193,7 @@ def integration_job(
     gpa_units = steps * n_labels if "gpa" in methods else 0
     total = float(gpa_units + 2 + (1 + len(methods) + 1 if do_umap else 0))
 
-    def work(ctl: E.JobControl) -> dict[str, Any]:
+    def work(ctl: JobControl) -> dict[str, Any]:
         out: dict[str, Any] = {"results": {}, "views": {}, "umap_seconds": None}
         done = 0.0
         baselines = {"mean_std": "mean/std baseline …", "combat": "ComBat (target as reference) …"}
@@ -210,7 +210,7 @@ def integration_job(
             histories: dict[str, dict[str, np.ndarray]] = {}
 
             def factory(src: np.ndarray, tgt: np.ndarray, cfg: FlowConfig) -> Any:
-                from gpa_core.flow import GPAFlow
+                from gpa_core.engine.flow import GPAFlow
 
                 flows.append(GPAFlow(src, tgt, cfg))
                 return flows[-1]

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from gpa_core.encoder import LatentError
+from gpa_core.genes.encoder import LatentError
 
 __all__ = ["pca_2d", "umap_embedding", "warm_up_umap"]
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpa_core.integration_scores import one_blas_thread
+from gpa_core.genes.scores import one_blas_thread
 
 __all__ = ["LatentError", "PCAEncoder", "as_matrix"]
 

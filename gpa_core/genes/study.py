@@ -2,7 +2,7 @@
 
 The paper's §9 integrates two GPL570 microarray studies (GSE26639 → GSE76275, 54,675 probes,
 ER+/ER− labels). The app cannot download them, so :func:`make_synthetic_studies` builds two
-studies of the same shape and character, and :mod:`gpa_core.gene_io` reads real files a user
+studies of the same shape and character, and :mod:`gpa_core.genes.readers` reads real files a user
 uploads. :func:`align_studies` puts two studies on the same genes before encoding.
 
 Conventions: an expression matrix is *samples × genes* (rows are patients), log2 scale, float32 or
@@ -54,7 +54,7 @@ class Study:
 
     ``labels`` is an array of str (one per sample) or None. ``characteristics`` keeps the raw
     ``!Sample_characteristics_ch1`` cells of a GEO series matrix (one list per line, one cell per
-    sample) so labels can be chosen later with :func:`gpa_core.gene_io.find_label_tags`.
+    sample) so labels can be chosen later with :func:`gpa_core.genes.readers.find_label_tags`.
     ``n_duplicate_ids_dropped`` counts gene IDs a parser dropped because they repeated.
     """
 

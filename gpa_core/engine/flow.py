@@ -24,12 +24,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import kernel
-from .config import ConfigError, FlowConfig, check_batch
-from .devices import cpu_threads, resolve_device
-from .discriminator import WARM_UP_ITERATIONS, BatchedAdam, BatchedMLP
-from .divergences import ObjectiveEval, ObjectiveKind, objective, optimal_nu, output_activation
-from .solvers import advance
+from gpa_core.algorithm.discriminator import WARM_UP_ITERATIONS, BatchedAdam, BatchedMLP
+from gpa_core.algorithm.divergences import (
+    ObjectiveEval,
+    ObjectiveKind,
+    objective,
+    optimal_nu,
+    output_activation,
+)
+from gpa_core.algorithm.solvers import advance
+from gpa_core.config import ConfigError, FlowConfig, check_batch
+from gpa_core.devices import cpu_threads, resolve_device
+from gpa_core.engine import kernel
 
 #: Fields that can change during a run without resetting particles or networks.
 LIVE_FIELDS: frozenset[str] = frozenset(
@@ -702,7 +708,7 @@ class GPAFlow:
         out = []
         for k in range(self.K):
             h = self.history.member(k)
-            last = {name: _last_finite(h.get(name)) for name in ("kinetic_energy", "divergence", "max_speed")}
+            last = {name: last_finite(h.get(name)) for name in ("kinetic_energy", "divergence", "max_speed")}
             dead = not bool(self.alive[k])
             steps = int(self.diverged_step[k]) if dead else min(self.n, self.configs[k].steps)
             out.append(
@@ -721,7 +727,8 @@ class GPAFlow:
         return out
 
 
-def _last_finite(values: np.ndarray | None) -> float:
+def last_finite(values: np.ndarray | None) -> float:
+    """The last finite entry of a history series (NaN when there is none)."""
     if values is None:
         return math.nan
     finite = values[np.isfinite(values)]

@@ -1,0 +1,2 @@
+"""Plotly figure builders: pure functions of results (no Streamlit), testable without a browser.
+:mod:`~gpa_core.plots.flow` draws a live run, :mod:`~gpa_core.plots.studies` the batched studies."""
