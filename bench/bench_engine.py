@@ -3,7 +3,7 @@
 Prints one JSON object per result line:
     {"bench": "engine", "metric": ..., "value": ..., "unit": ..., "target": ..., ...}
 Times are medians over repeats measured in this one run; compare ratios, not absolute numbers, on a
-noisy 2-core machine. Both paths are timed: ``compiled`` (the Numba kernel, gpa_core/engine/kernel.py; its
+noisy 2-core machine. Both paths are timed: ``compiled`` (the Numba kernel, gpa_core/engine/kernel/; its
 compile or disk-cache load is reported first) and ``eager`` (Torch operations); each line says which.
 Usage: python bench/bench_engine.py [--quick] [--device auto|cpu|cuda] [--engine both|eager|compiled]
 """
@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from gpa_core import FlowConfig, GPAFlow, kernel
+from gpa_core import FlowConfig, GPAFlow
 from gpa_core.data.datasets import sample
 from gpa_core.devices import describe_device
+from gpa_core.engine import kernel
 
 
 def flops_per_step(M: int, N: int, d: int, hidden: tuple[int, ...], inner: int) -> float:

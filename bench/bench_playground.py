@@ -25,9 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import plotly.io as pio
 
-from gpa_core import FlowConfig, kernel
+from gpa_core import FlowConfig
 from gpa_core.data.datasets import sample
-from gpa_core.engine.runner import Runner, Snapshot
+from gpa_core.engine import kernel
+from gpa_core.engine.runner import Runner
+from gpa_core.engine.snapshot import Snapshot
 from gpa_core.plots import flow as plots
 
 REFRESH = 0.2  # the page polls the runner every 0.2 s while playing

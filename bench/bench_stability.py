@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from gpa_core import FlowConfig, GPAFlow, kernel
+from gpa_core import FlowConfig, GPAFlow
+from gpa_core.engine import kernel
 from gpa_core.studies.batches import STRATEGIES, member_step_flops, sample_pair
 from gpa_core.studies.stability import StabilityGrid, StabilityResult, run_stability, stability_grid
 

@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):  # lazy: keeps `import gpa_core` light
     if name == "divergence":
-        from gpa_core.algorithm.estimate import divergence
+        from gpa_core.estimate import divergence
 
         return divergence
     raise AttributeError(name)

@@ -1,6 +1,13 @@
 """A run's configuration: one frozen, validated dataclass (validated once, at the edge).
 
 Symbols follow the paper: f, α (``alpha``), L, Δt (``dt``), m_max (``inner_steps``).
+
+Everything the rest of the code knows about a field — its label, whether ensemble members may differ in
+it, whether a run takes a new value live, its range, which command-line commands and which playground
+widgets offer it — is written once, on the field itself (``FieldInfo`` in the field's metadata), and
+read through :data:`FIELDS`. The lists (:data:`PER_MEMBER_FIELDS`, :data:`LIVE_FIELDS`, ...), the
+validation, the one text codec (:func:`field_to_text` / :func:`field_from_text`, used by the links and
+the command line) and the CLI flags are derived from it: a new field is one edit, here.
 """
 
 from __future__ import annotations
@@ -9,9 +16,10 @@ import dataclasses
 import json
 import math
 import re
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 FName = Literal["kl", "alpha", "reverse_kl", "js"]
 KLForm = Literal["lt", "dv"]
@@ -24,23 +32,59 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["float32", "float64"]
 Engine = Literal["auto", "eager", "compiled"]
 
-#: Fields that may differ between the K members of one batched ensemble.
-PER_MEMBER_FIELDS: frozenset[str] = frozenset(
-    {
-        "f",
-        "alpha",
-        "kl_form",
-        "logsumexp",
-        "L",
-        "dt",
-        "steps",
-        "lr",
-        "lipschitz",
-        "penalty_weight",
-        "solver",
-        "seed",
-    }
-)
+#: How a field's value is read and written: a Literal's values (``choice``), a whole number, a number,
+#: ``true``/``false``, L (a positive number or ``inf``), hidden widths (``32,32,32``) or free text.
+FieldKind = Literal["choice", "int", "float", "bool", "lipschitz", "widths", "text"]
+META = "gpa"  # the key of FieldInfo in a dataclass field's metadata
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What the code needs to know about one FlowConfig field, written on the field
+    (``field(default=..., metadata=about(...))``) and read through :data:`FIELDS`.
+
+    label: how messages and legends name the field ("Δt", "m_max"); the field's name when not given.
+    help: one line for a person (the command line's ``--help``).
+    per_member: the K members of one batched ensemble may differ in it (:data:`PER_MEMBER_FIELDS`).
+    live: a run takes a new value without resetting its particles or networks (:data:`LIVE_FIELDS`).
+    playground: the playground has a widget for it; its settings and links carry it.
+    cli: the ``python -m gpa_core`` commands that take it as a flag (``--inner-steps`` for inner_steps).
+    low, high, low_open: the allowed range of a number (of each width, for hidden), checked by
+        :func:`validate`; ``low_open`` excludes ``low``.
+    length: for hidden, how many widths (from, to).
+    only_if: ``(field, value)``: the field is read only then (α only when f = "alpha"), so its range is
+        checked only then.
+    kind: how it is read and written; from the annotation when not given (a Literal is a choice, bool,
+        int, float, str is text, a tuple is widths).
+
+    Filled in from the dataclass (not written on the field): ``name``, ``kind``, ``choices`` (a
+    Literal's values), ``optional`` (None allowed) and ``default``."""
+
+    label: str = ""
+    help: str = ""
+    per_member: bool = False
+    live: bool = False
+    playground: bool = True
+    cli: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    length: tuple[int, int] | None = None
+    only_if: tuple[str, Any] | None = None
+    kind: FieldKind | None = None
+    name: str = ""
+    choices: tuple[Any, ...] = ()
+    optional: bool = False
+    default: Any = None
+
+
+def about(help: str, **info: Any) -> dict[str, FieldInfo]:
+    """A field's metadata: ``field(default=..., metadata=about("time step Δt", label="Δt", live=True))``."""
+    return {META: FieldInfo(help=help, **info)}
+
+
+_RUN = ("run",)  # FieldInfo.cli: the commands that take a field as a flag
+_BOTH = ("run", "divergence")
 
 
 class ConfigError(ValueError):
@@ -65,36 +109,78 @@ class FlowConfig:
     1.00002). Three is the default; the cost is small beside a training step.
     """
 
-    f: FName = "kl"
-    alpha: float = 2.0
-    kl_form: KLForm = "lt"
-    logsumexp: bool = True
-    L: float = 1.0
-    dt: float = 0.5
-    steps: int = 500
-    inner_steps: int = 3
-    lr: float = 1e-3
-    hidden: tuple[int, ...] = (32, 32, 32)
-    activation: Activation = "relu"
-    last_activation: Activation | None = None
-    lipschitz: LipschitzMode = "spectral"
-    penalty_weight: float = 10.0
-    power_iterations: int = 3
-    init: Init = "uniform"
-    optimizer_state: OptimizerState = "carry"
-    solver: Solver = "euler"
-    record_every: int = 1
-    converge_tol: float = 1e-6
-    seed: int = 0
-    device: Device = "auto"
-    dtype: DType = "float32"
-    engine: Engine = "auto"
-    notes: str = field(default="", compare=False)
+    # One field per entry: its default, then what it is (FieldInfo). Kind and choices come from the type.
+    f: FName = field(default="kl", metadata=about("the f-divergence", per_member=True, live=True, cli=_BOTH))
+    alpha: float = field(default=2.0, metadata=about(
+        "α of the α-divergence (--f alpha), α > 1", label="α", only_if=("f", "alpha"),
+        per_member=True, live=True, cli=_BOTH, low=1.0, high=1e3, low_open=True,
+    ))  # fmt: skip
+    kl_form: KLForm = field(default="lt", metadata=about(
+        "KL as Legendre transform (lt) or Donsker–Varadhan (dv)", per_member=True, live=True
+    ))  # fmt: skip
+    logsumexp: bool = field(default=True, metadata=about(
+        "log-sum-exp in the Donsker–Varadhan form", per_member=True, live=True
+    ))  # fmt: skip
+    L: float = field(default=1.0, metadata=about(
+        "Lipschitz bound, a number or inf", kind="lipschitz",
+        per_member=True, live=True, cli=_BOTH, low=0.0, high=1e6, low_open=True,
+    ))  # fmt: skip
+    dt: float = field(default=0.5, metadata=about(
+        "time step Δt", label="Δt", per_member=True, live=True, cli=_RUN, low=0.0, high=1e3, low_open=True
+    ))  # fmt: skip
+    steps: int = field(default=500, metadata=about(
+        "particle steps", per_member=True, live=True, cli=_RUN, low=1, high=10_000_000
+    ))  # fmt: skip
+    inner_steps: int = field(default=3, metadata=about(
+        "discriminator steps m_max", label="m_max", live=True, cli=_RUN, low=1, high=10_000
+    ))  # fmt: skip
+    lr: float = field(default=1e-3, metadata=about(
+        "discriminator learning rate", label="learning rate",
+        per_member=True, live=True, cli=_RUN, low=0.0, high=1.0, low_open=True,
+    ))  # fmt: skip
+    hidden: tuple[int, ...] = field(default=(32, 32, 32), metadata=about(
+        "layer widths of φ", low=1, high=4096, length=(1, 8)
+    ))  # fmt: skip
+    activation: Activation = field(default="relu", metadata=about("activation of φ's hidden layers"))
+    last_activation: Activation | None = field(default=None, metadata=about("last hidden layer's activation"))
+    lipschitz: LipschitzMode = field(default="spectral", metadata=about(
+        "how φ is kept L-Lipschitz", per_member=True, live=True, cli=_RUN
+    ))  # fmt: skip
+    penalty_weight: float = field(default=10.0, metadata=about(
+        "gradient-penalty weight", per_member=True, live=True, low=0.0, high=1e6, low_open=True
+    ))  # fmt: skip
+    power_iterations: int = field(default=3, metadata=about(
+        "power iterations per projection", live=True, playground=False, low=1, high=100
+    ))  # fmt: skip
+    init: Init = field(default="uniform", metadata=about("initialization of φ"))
+    optimizer_state: OptimizerState = field(default="carry", metadata=about("Adam state across steps"))
+    solver: Solver = field(default="euler", metadata=about(
+        "Euler or Heun particle update", per_member=True, live=True, cli=_RUN
+    ))  # fmt: skip
+    record_every: int = field(default=1, metadata=about(
+        "record every n-th step", live=True, playground=False, cli=_RUN, low=1, high=1_000_000
+    ))  # fmt: skip
+    converge_tol: float = field(default=1e-6, metadata=about(
+        "a run has converged once its kinetic energy is below this",
+        live=True, playground=False, low=0.0, high=1e6,
+    ))  # fmt: skip
+    seed: int = field(default=0, metadata=about(
+        "seed of φ; run draws the data with it too", per_member=True, cli=_BOTH, low=0, high=2**31 - 1
+    ))  # fmt: skip
+    device: Device = field(default="auto", metadata=about("where to compute", cli=_RUN))
+    dtype: DType = field(default="float32", metadata=about("floating-point precision"))
+    engine: Engine = field(default="auto", metadata=about(
+        "compiled: Numba kernel (CPU, float32); eager: Torch operations; auto: compiled where possible",
+        playground=False, cli=_RUN,
+    ))  # fmt: skip
+    notes: str = field(default="", compare=False, metadata=about("free text", live=True, playground=False))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        for name in ("alpha", "L", "dt", "lr", "penalty_weight", "converge_tol"):
-            object.__setattr__(self, name, float(getattr(self, name)))
+        for name, info in FIELDS.items():
+            if info.kind == "widths":
+                object.__setattr__(self, name, tuple(int(h) for h in getattr(self, name)))
+            elif info.kind in ("float", "lipschitz"):
+                object.__setattr__(self, name, float(getattr(self, name)))
         validate(self)
 
     # -- conveniences -------------------------------------------------------------------------
@@ -133,10 +219,12 @@ class FlowConfig:
                 f"unknown configuration field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         kwargs = dict(data)
-        if "L" in kwargs:
-            kwargs["L"] = parse_lipschitz(kwargs["L"])
-        if "hidden" in kwargs:
-            kwargs["hidden"] = tuple(kwargs["hidden"])
+        for name, value in data.items():
+            kind = FIELDS[name].kind
+            if kind == "lipschitz":
+                kwargs[name] = parse_lipschitz(value)  # "inf" in JSON
+            elif kind == "widths":
+                kwargs[name] = tuple(value)
         return cls(**kwargs)
 
     @classmethod
@@ -195,8 +283,164 @@ def parse_lipschitz(value: Any) -> float:
     return float(value)
 
 
-def _choices(name: str, value: Any, literal: Any) -> None:
-    allowed = get_args(literal)
+# ---------------------------------------------------------------------------------------------------
+# The fields' metadata, and what is derived from it
+# ---------------------------------------------------------------------------------------------------
+
+
+def field_infos(cls: type) -> dict[str, FieldInfo]:
+    """Each field's FieldInfo, completed from the dataclass (name, kind, choices, optional, default), in
+    field order. A field without one is refused, naming it: every field says what it is."""
+    hints = get_type_hints(cls)
+    out: dict[str, FieldInfo] = {}
+    for f in fields(cls):
+        info = f.metadata.get(META)
+        if not isinstance(info, FieldInfo):
+            raise TypeError(
+                f"{cls.__name__}.{f.name} has no FieldInfo: give it field(default=..., metadata=about(...))"
+            )
+        hint, optional = hints[f.name], False
+        if get_origin(hint) in (Union, types.UnionType):
+            args = tuple(a for a in get_args(hint) if a is not type(None))
+            optional = len(args) < len(get_args(hint))
+            hint = args[0] if len(args) == 1 else hint
+        choices = get_args(hint) if get_origin(hint) is Literal else ()
+        kind = info.kind or _kind_of(cls, f.name, hint)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        label = info.label or f.name
+        out[f.name] = dataclasses.replace(
+            info, name=f.name, label=label, kind=kind, choices=choices, optional=optional, default=default
+        )
+    return out
+
+
+def _kind_of(cls: type, name: str, hint: Any) -> FieldKind:
+    if get_origin(hint) is Literal:
+        return "choice"
+    if get_origin(hint) is tuple:
+        return "widths"
+    kinds: dict[Any, FieldKind] = {bool: "bool", int: "int", float: "float", str: "text"}
+    if hint in kinds:
+        return kinds[hint]
+    raise TypeError(f"{cls.__name__}.{name}: no kind for {hint!r}; give about(kind=...)")
+
+
+#: Every field's FieldInfo, in field order: the one source of what each field is.
+FIELDS: Mapping[str, FieldInfo] = types.MappingProxyType(field_infos(FlowConfig))
+#: Fields that may differ between the K members of one batched ensemble.
+PER_MEMBER_FIELDS: frozenset[str] = frozenset(name for name, info in FIELDS.items() if info.per_member)
+#: Fields that can change during a run without resetting particles or networks.
+LIVE_FIELDS: frozenset[str] = frozenset(name for name, info in FIELDS.items() if info.live)
+#: Fields that define a run (all but the free-text notes): what links carry and runs compare.
+RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FlowConfig) if f.compare)
+#: Fields the members of one ensemble (one batch) must share: all run fields but PER_MEMBER_FIELDS.
+SHARED_FIELDS: tuple[str, ...] = tuple(name for name in RUN_FIELDS if name not in PER_MEMBER_FIELDS)
+
+
+def field_label(name: str) -> str:
+    """How messages and legends name a field ("Δt" for dt, "m_max" for inner_steps)."""
+    info = FIELDS.get(name)
+    return info.label if info is not None else name
+
+
+def cli_fields(command: str) -> tuple[str, ...]:
+    """The fields that ``python -m gpa_core COMMAND`` takes as flags, in field order."""
+    return tuple(name for name, info in FIELDS.items() if command in info.cli)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One text form per field (links and the command line)
+# ---------------------------------------------------------------------------------------------------
+
+
+def field_to_text(name: str, value: Any) -> str:
+    """A field's value as text that :func:`field_from_text` reads back: ``true``/``false``, ``none``,
+    ``inf`` for L = ∞, hidden as ``32,32,32``, numbers as Python writes them (``0.001``, ``2.0``)."""
+    kind = FIELDS[name].kind
+    if value is None:
+        return "none"
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "widths":
+        return ",".join(str(int(w)) for w in value)
+    if kind in ("float", "lipschitz"):
+        return repr(float(value))  # repr(inf) is "inf"
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def field_from_text(name: str, text: str) -> Any:
+    """Inverse of :func:`field_to_text` (also reads what people type: ``1``/``0``, ``32 32 32``, ``∞``).
+    ConfigError, naming the field, when the text is not of the field's kind; the range is checked with
+    the rest of the configuration, by :func:`validate`."""
+    info = FIELDS[name]
+    raw = str(text)
+    text = raw if info.kind == "text" else raw.strip()
+    if info.optional and text.lower() in ("none", ""):
+        return None
+    if info.kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number; got {raw!r}") from None
+    if info.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number; got {raw!r}") from None
+    if info.kind == "bool":
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"{name} must be true or false; got {raw!r}")
+        return text.lower() in ("true", "1")
+    if info.kind == "lipschitz":
+        return parse_lipschitz(text)
+    if info.kind == "widths":
+        return parse_hidden(text)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation (ranges and choices from the fields' metadata)
+# ---------------------------------------------------------------------------------------------------
+
+
+def validate(c: FlowConfig) -> None:
+    """Check every field once, with a message naming the field and the allowed range."""
+    for name, info in FIELDS.items():
+        if info.only_if is not None and getattr(c, info.only_if[0]) != info.only_if[1]:
+            continue  # not read in this configuration (α when f is not "alpha")
+        _check(info, getattr(c, name))
+
+
+def _check(info: FieldInfo, value: Any) -> None:
+    name, low, high = info.name, info.low, info.high
+    if info.kind == "choice":
+        if not (value is None and info.optional):
+            _choices(name, value, info.choices)
+    elif info.kind == "lipschitz":
+        if math.isnan(value) or value <= (low or 0.0):
+            raise ConfigError(f"{name} must be a positive number or inf (no regularization); got {value!r}")
+        if high is not None and math.isfinite(value) and value > high:
+            raise ConfigError(
+                f"{name} must be at most {high:g} (or inf for no regularization); got {value:g}"
+            )
+    elif info.kind == "widths":
+        shortest, longest = info.length or (1, math.inf)
+        if not shortest <= len(value) <= longest:
+            raise ConfigError(f"{name} must list {shortest} to {longest} layer widths; got {len(value)}")
+        for width in value:
+            if low is not None and high is not None and not low <= width <= high:
+                raise ConfigError(f"{name} layer widths must be in [{low:g}, {high:g}]; got {width}")
+    elif low is None or high is None:
+        return
+    elif info.kind == "int":
+        _int_in_range(name, value, int(low), int(high))
+    elif info.kind == "float":
+        _in_range(name, value, low, high, low_open=info.low_open)
+
+
+def _choices(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
@@ -206,42 +450,6 @@ def _in_range(name: str, value: float, low: float, high: float, *, low_open: boo
     if not (isinstance(value, (int, float)) and not math.isnan(value) and ok):
         bracket = "(" if low_open else "["
         raise ConfigError(f"{name} must be in {bracket}{low:g}, {high:g}]; got {value!r}")
-
-
-def validate(c: FlowConfig) -> None:
-    """Check every field once, with a message naming the field and the allowed range."""
-    _choices("f", c.f, FName)
-    _choices("kl_form", c.kl_form, KLForm)
-    _choices("activation", c.activation, Activation)
-    if c.last_activation is not None:
-        _choices("last_activation", c.last_activation, Activation)
-    _choices("lipschitz", c.lipschitz, LipschitzMode)
-    _choices("init", c.init, Init)
-    _choices("optimizer_state", c.optimizer_state, OptimizerState)
-    _choices("solver", c.solver, Solver)
-    _choices("device", c.device, Device)
-    _choices("dtype", c.dtype, DType)
-    _choices("engine", c.engine, Engine)
-    if c.f == "alpha":
-        _in_range("alpha", c.alpha, 1.0, 1e3, low_open=True)
-    if math.isnan(c.L) or c.L <= 0:
-        raise ConfigError(f"L must be a positive number or inf (no regularization); got {c.L!r}")
-    if math.isfinite(c.L) and c.L > 1e6:
-        raise ConfigError(f"L must be at most 1e6 (or inf for no regularization); got {c.L:g}")
-    _in_range("dt", c.dt, 0.0, 1e3, low_open=True)
-    _int_in_range("steps", c.steps, 1, 10_000_000)
-    _int_in_range("inner_steps", c.inner_steps, 1, 10_000)
-    _in_range("lr", c.lr, 0.0, 1.0, low_open=True)
-    if not 1 <= len(c.hidden) <= 8:
-        raise ConfigError(f"hidden must list 1 to 8 layer widths; got {len(c.hidden)}")
-    for width in c.hidden:
-        if not 1 <= width <= 4096:
-            raise ConfigError(f"hidden layer widths must be in [1, 4096]; got {width}")
-    _in_range("penalty_weight", c.penalty_weight, 0.0, 1e6, low_open=True)
-    _int_in_range("power_iterations", c.power_iterations, 1, 100)
-    _int_in_range("record_every", c.record_every, 1, 1_000_000)
-    _in_range("converge_tol", c.converge_tol, 0.0, 1e6)
-    _int_in_range("seed", c.seed, 0, 2**31 - 1)
 
 
 def _int_in_range(name: str, value: Any, low: int, high: int) -> None:
@@ -256,13 +464,11 @@ def check_batch(configs: Sequence[FlowConfig]) -> tuple[FlowConfig, ...]:
         raise ConfigError("an ensemble needs at least one configuration")
     first = configs[0]
     for i, other in enumerate(configs[1:], start=1):
-        for f in fields(FlowConfig):
-            if f.name in PER_MEMBER_FIELDS or not f.compare:
-                continue
-            if getattr(first, f.name) != getattr(other, f.name):
+        for name in SHARED_FIELDS:
+            if getattr(first, name) != getattr(other, name):
                 raise ConfigError(
-                    f"ensemble members must share {f.name}: member 0 has {getattr(first, f.name)!r}, "
-                    f"member {i} has {getattr(other, f.name)!r} (members may differ only in "
+                    f"ensemble members must share {name}: member 0 has {getattr(first, name)!r}, "
+                    f"member {i} has {getattr(other, name)!r} (members may differ only in "
                     f"{', '.join(sorted(PER_MEMBER_FIELDS))})"
                 )
     return configs

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_hidden, parse_lipschitz
+from gpa_core.data.presets import PresetError
 from gpa_core.engine.runner import Runner
 from gpa_core.plots import studies as plots
 from gpa_core.studies.batches import sample_pair, steps_for
@@ -23,25 +24,24 @@ from gpa_core.studies.compare import (
     MetricTracker,
     compare_presets,
 )
-from ui.query import playground_params
-from ui.session import keep_widget_state, open_in_playground
+from ui.jobs import JobPage, number_table, open_in_playground
+from ui.session import keep_widget_state
 
 F_CHOICES = ["kl", "alpha", "reverse_kl", "js"]
 SOLVERS = ["euler", "heun"]
 LIP_MODES = ["spectral", "frobenius", "penalty", "none"]
-POLL_SECONDS = 0.5
-
-
-def _release(holder: dict[str, Any]) -> None:
-    runner = holder.get("runner")
-    if runner is not None:
-        runner.stop(timeout=2.0)
-
-
-@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
-def _holder() -> dict[str, Any]:
-    """This browser session's comparison: its Runner, metric tracker and labels."""
-    return {}
+#: This session's comparison: its Runner (the job), spec, metric tracker, rates and data.
+JOB = JobPage("compare")
+#: Number formats of the outcome table's columns.
+TABLE_FORMATS = {
+    "diverged at t": "%.4g",
+    "t": "%.4g",
+    "kinetic energy": "%.3e",
+    "divergence D": "%.3e",
+    "W₂ to target": "%.4g",
+    "Sinkhorn": "%.4g",
+    "steps/s": "%.1f",
+}
 
 
 def _preset_frame(preset: ComparePreset) -> pd.DataFrame:
@@ -63,8 +63,13 @@ def _preset_frame(preset: ComparePreset) -> pd.DataFrame:
 
 
 def _presets() -> dict[str, ComparePreset]:
-    """The shared presets with several members (assets/presets), by id."""
-    return compare_presets()
+    """The shared presets with several members (assets/presets), by id; none (and the reason shown)
+    when a preset file cannot be read, so the page still runs with its runs table."""
+    try:
+        return compare_presets()
+    except (PresetError, OSError) as exc:
+        st.error(f"The paper's presets could not be read: {exc}")
+        return {}
 
 
 DEFAULTS: dict[str, Any] = {
@@ -87,12 +92,12 @@ def _apply_preset() -> None:
     p = presets[key]
     base = p.base
     ss = st.session_state
-    ss["cmp_source"] = p.source_spec
-    ss["cmp_target"] = p.target_spec
-    ss["cmp_M"] = p.M
-    ss["cmp_N"] = p.N
+    ss["cmp_source"] = p.spec.source_spec
+    ss["cmp_target"] = p.spec.target_spec
+    ss["cmp_M"] = p.spec.M
+    ss["cmp_N"] = p.spec.N
     ss["cmp_T"] = float(p.T)
-    ss["cmp_seed"] = p.data_seed
+    ss["cmp_seed"] = p.spec.data_seed
     ss["cmp_inner"] = base.inner_steps
     ss["cmp_lr"] = base.lr
     ss["cmp_hidden"] = ",".join(str(h) for h in base.hidden)
@@ -166,19 +171,20 @@ def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors
 
 def _start(spec: CompareSpec) -> None:
     source, target = sample_pair(spec.source_spec, spec.target_spec, spec.M, spec.N, data_seed=spec.data_seed)
-    holder = _holder()
-    _release(holder)
     runner = Runner(source, target, spec.configs, grid=False, max_history=2000, idle_timeout=300.0)
-    holder.update(
-        runner=runner,
+    # what the playground needs to open one of the runs (the keywords of ui.query.playground_params)
+    data = {
+        "source": spec.source_spec, "target": spec.target_spec, "M": spec.M, "N": spec.N,
+        "data_seed": spec.data_seed, "dim": int(source.shape[1]),
+    }  # fmt: skip
+    JOB.start(
+        runner,
         spec=spec,
         tracker=MetricTracker(len(spec.runs), spec.metrics, every=spec.metric_every),
         sps=[math.nan] * len(spec.runs),
         started=time.monotonic(),
-        dim=int(source.shape[1]),
-        live=True,
+        data=data,
     )
-    runner.play()
 
 
 #: Widgets whose values survive a visit to another page (their defaults come from the preset).
@@ -273,14 +279,6 @@ def _spec_from_widgets(table: pd.DataFrame) -> CompareSpec:
     )
 
 
-def _open_in_playground(spec: CompareSpec, k: int) -> None:
-    params = playground_params(
-        spec.runs[k].config, source=spec.source_spec, target=spec.target_spec, M=spec.M, N=spec.N,
-        data_seed=spec.data_seed, dim=_holder().get("dim"),
-    )  # fmt: skip
-    open_in_playground(params)
-
-
 def _status(summary: Any, finished: bool) -> str:
     """diverged / converged / reached T / running …"""
     if summary.status in ("diverged", "converged"):
@@ -317,42 +315,30 @@ def _outcome_table(
     return pd.DataFrame(rows)
 
 
-def _live_view() -> None:
-    holder = _holder()
-    runner: Runner | None = holder.get("runner")
-    if runner is None:
-        st.info("Choose a preset or edit the runs, then press **Start**.")
-        return
+def _live_view(runner: Runner) -> bool:
+    """The state line, outcome table, particles and curves of the ensemble; True once it has stopped."""
+    holder = JOB.holder
     spec: CompareSpec = holder["spec"]
     tracker: MetricTracker = holder["tracker"]
     snap = runner.snapshot()
     tracker.update(snap.n, snap.t, snap.particles, snap.target, snap.finished)
-    labels = spec.labels
-    state = snap.state
     done = sum(1 for f in snap.finished if f)
     st.caption(
-        f"state: **{state}** · step {snap.n} · {done}/{snap.K} runs finished · "
+        f"state: **{snap.state}** · step {snap.n} · {done}/{snap.K} runs finished · "
         f"{snap.steps_per_second:.1f} batched steps/s "
         f"({snap.steps_per_second * snap.K:.0f} member-steps/s) · "
         f"{snap.device}" + (f" · {snap.message}" if snap.message else "")
     )
     if snap.error:
         st.error(f"The run failed: {snap.error}")
-    table = _outcome_table(snap, spec, tracker, holder)
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "diverged at t": st.column_config.NumberColumn(format="%.4g"),
-            "t": st.column_config.NumberColumn(format="%.4g"),
-            "kinetic energy": st.column_config.NumberColumn(format="%.3e"),
-            "divergence D": st.column_config.NumberColumn(format="%.3e"),
-            "W₂ to target": st.column_config.NumberColumn(format="%.4g"),
-            "Sinkhorn": st.column_config.NumberColumn(format="%.4g"),
-            "steps/s": st.column_config.NumberColumn(format="%.1f"),
-        },
-    )
+    number_table(_outcome_table(snap, spec, tracker, holder), TABLE_FORMATS)
+    _particles(snap, spec.labels)
+    _curves(snap, spec, tracker)
+    return snap.state in ("finished", "error", "stopped", "paused")
+
+
+def _particles(snap: Any, labels: list[str]) -> None:
+    """Every run's particles over the target, titled with its status."""
     zoom = st.session_state.get("cmp_zoom", False)
     titles = [
         f"{lab} — {_status(s, snap.finished[k])}"
@@ -364,6 +350,11 @@ def _live_view() -> None:
         key="cmp_particles",
         config={"displayModeBar": False},
     )
+
+
+def _curves(snap: Any, spec: CompareSpec, tracker: MetricTracker) -> None:
+    """Kinetic energy, divergence and W₂ of every run against physical time."""
+    labels = spec.labels
     histories = [snap.history.member(k) for k in range(snap.K)]
     log_x = bool(st.session_state.get("cmp_logx", False))
     c1, c2 = st.columns(2)
@@ -390,9 +381,41 @@ def _live_view() -> None:
         ),
         key="cmp_w2",
     )  # fmt: skip
-    if holder.get("live") and state in ("finished", "error", "stopped", "paused"):
-        holder["live"] = False
-        st.rerun()
+
+
+def _buttons(table: pd.DataFrame) -> None:
+    """Start, Pause, Resume and the two view toggles."""
+    b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 2, 2])
+    if b1.button("Start", type="primary", key="cmp_start"):
+        try:
+            _start(_spec_from_widgets(table))
+        except (ValueError, ConfigError) as exc:
+            st.error(f"Cannot start: {exc}")
+    runner: Runner | None = JOB.job
+    if b2.button("Pause", key="cmp_pause", disabled=runner is None):
+        assert runner is not None
+        runner.pause()
+        JOB.set_live(False)
+    if b3.button("Resume", key="cmp_resume", disabled=runner is None):
+        assert runner is not None
+        runner.play()
+        JOB.set_live(True)
+    b4.toggle("log time axis", key="cmp_logx")
+    b5.toggle("zoom particles to the bulk (1–99 %)", key="cmp_zoom")
+
+
+def _open_choice() -> None:
+    """Pick a run of the comparison and open it in the playground."""
+    spec: CompareSpec | None = JOB.holder.get("spec")
+    if spec is None:
+        return
+    c1, c2 = st.columns([3, 1])
+    k = c1.selectbox(
+        "Open a run in the playground", range(len(spec.runs)), format_func=lambda i: spec.runs[i].label,
+        key="cmp_open_choice",
+    )  # fmt: skip
+    if c2.button("Open in playground", key="cmp_open"):
+        open_in_playground(spec.runs[int(k)].config, **JOB.holder["data"])
 
 
 def main() -> None:
@@ -402,35 +425,9 @@ def main() -> None:
         "plotted against physical time t = Σ Δt, so runs with different Δt line up."
     )
     table = _controls()
-    holder = _holder()
-    b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 2, 2])
-    if b1.button("Start", type="primary", key="cmp_start"):
-        try:
-            _start(_spec_from_widgets(table))
-        except (ValueError, ConfigError) as exc:
-            st.error(f"Cannot start: {exc}")
-    runner: Runner | None = holder.get("runner")
-    if b2.button("Pause", key="cmp_pause", disabled=runner is None):
-        assert runner is not None
-        runner.pause()
-        holder["live"] = False
-    if b3.button("Resume", key="cmp_resume", disabled=runner is None):
-        assert runner is not None
-        runner.play()
-        holder["live"] = True
-    b4.toggle("log time axis", key="cmp_logx")
-    b5.toggle("zoom particles to the bulk (1–99 %)", key="cmp_zoom")
-    live = bool(holder.get("live"))
-    st.fragment(run_every=POLL_SECONDS if live else None)(_live_view)()
-    spec = holder.get("spec")
-    if spec is not None:
-        c1, c2 = st.columns([3, 1])
-        k = c1.selectbox(
-            "Open a run in the playground", range(len(spec.runs)), format_func=lambda i: spec.runs[i].label,
-            key="cmp_open_choice",
-        )  # fmt: skip
-        if c2.button("Open in playground", key="cmp_open"):
-            _open_in_playground(spec, int(k))
+    _buttons(table)
+    JOB.live(_live_view, idle="Choose a preset or edit the runs, then press **Start**.")
+    _open_choice()
 
 
 main()

@@ -25,15 +25,22 @@ from gpa_core.studies.heavy_tails import (
     heavy_tail_members,
     run_heavy_tails,
 )
-from ui.query import playground_params
-from ui.session import cancel_job, keep_widget_state, open_in_playground, session_job_holder
+from ui.jobs import JobPage, job_progress, number_table, open_in_playground
+from ui.session import keep_widget_state
 
-POLL_SECONDS = 0.7
 NUMERICS_LABEL = {"paper": "paper", "authors": "authors' code"}
-
-
-def _holder() -> dict[str, Any]:
-    return session_job_holder("heavy_tails")
+#: This session's sweep: the job, its result and the last clicked row.
+JOB = JobPage("heavy_tails", poll_seconds=0.7)
+#: Number formats of the columns of a row's seeds.
+MEMBER_FORMATS = {
+    "diverged at t": "%.4g",
+    "final D": "%.3e",
+    "max φ(X)−ν": "%.4g",
+    "at t": "%.4g",
+    "exp limit": "%.1f",
+    "farthest source |y|": "%.3e",
+    "farthest target |x|": "%.3e",
+}
 
 
 #: Widget defaults, set once per session (widgets then keep their values across page visits).
@@ -105,19 +112,14 @@ def _start(settings: HeavyTailSettings) -> None:
             cancel=ctl.cancel_event,
         )  # fmt: skip
 
-    holder = _holder()
-    cancel_job(holder)
-    job = EnsembleJob(work, name="heavy-tails", threads=1)
-    holder.update(job=job, result=result, live=True, last_pick=None)
-    job.start()
+    JOB.start(EnsembleJob(work, name="heavy-tails", threads=1), result=result, last_pick=None)
 
 
 def _open_in_playground(member: HeavyTailMember, settings: HeavyTailSettings) -> None:
-    params = playground_params(
+    open_in_playground(
         member.config, source=member.case.source_spec, target=member.case.target_spec, M=settings.M,
         N=settings.N, data_seed=member.data_seed, dim=2,
     )  # fmt: skip
-    open_in_playground(params)
 
 
 def _member_table(result: HeavyTailResult, idx: list[int]) -> pd.DataFrame:
@@ -153,20 +155,7 @@ def _row_details(result: HeavyTailResult, row: dict[str, Any]) -> None:
         f"{FLOAT32_EXP_LIMIT:.1f}. Heavy tails put samples far out, and a 1-Lipschitz φ can differ by up "
         "to the distance between samples."
     )
-    st.dataframe(
-        _member_table(result, idx),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "diverged at t": st.column_config.NumberColumn(format="%.4g"),
-            "final D": st.column_config.NumberColumn(format="%.3e"),
-            "max φ(X)−ν": st.column_config.NumberColumn(format="%.4g"),
-            "at t": st.column_config.NumberColumn(format="%.4g"),
-            "exp limit": st.column_config.NumberColumn(format="%.1f"),
-            "farthest source |y|": st.column_config.NumberColumn(format="%.3e"),
-            "farthest target |x|": st.column_config.NumberColumn(format="%.3e"),
-        },
-    )
+    number_table(_member_table(result, idx), MEMBER_FORMATS)
     done = [i for i in idx if result.runs[i] is not None]
     if not done:
         return
@@ -194,34 +183,14 @@ def _row_details(result: HeavyTailResult, row: dict[str, Any]) -> None:
         _open_in_playground(result.members[int(pick)], result.settings)
 
 
-def _live_view() -> None:
-    holder = _holder()
-    job: EnsembleJob | None = holder.get("job")
-    if job is None:
-        st.info(
-            "Choose the cases and press **Run sweep**. The paper's reported outcome is shown beside each row."
-        )
-        _paper_table()
-        return
+def _live_view(job: EnsembleJob) -> bool:
+    """Progress and the table of cases so far (a click on a row shows its details); True once done."""
+    holder = JOB.holder
     result: HeavyTailResult = holder["result"]
     done = sum(r is not None for r in result.runs)
-    eta = job.eta
-    status = "cancelled" if job.cancelled else ("done" if job.done else "running")
-    st.progress(
-        job.fraction,
-        text=f"{status}: {done}/{len(result.runs)} runs · {job.elapsed:.0f} s"
-        + (f" · about {eta:.0f} s left" if eta is not None else ""),
-    )
-    if job.error is not None:
-        st.error(f"The sweep failed: {job.error}")
-    table = plots.heavy_tail_table(result)
-    event = st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        on_select="rerun",
-        selection_mode="single-row",
-        key="ht_table",
+    job_progress(job, f"{done}/{len(result.runs)} runs", "sweep")
+    event = number_table(
+        plots.heavy_tail_table(result), {}, on_select="rerun", selection_mode="single-row", key="ht_table"
     )
     try:
         rows = event.selection.rows  # type: ignore[union-attr]
@@ -231,9 +200,14 @@ def _live_view() -> None:
         holder["last_pick"] = int(rows[0])  # a new click: show that row below
         st.session_state["ht_row_choice"] = int(rows[0])
         st.rerun()
-    if job.done and holder.get("live"):
-        holder["live"] = False
-        st.rerun()
+    return job.done
+
+
+def _idle() -> None:
+    st.info(
+        "Choose the cases and press **Run sweep**. The paper's reported outcome is shown beside each row."
+    )
+    _paper_table()
 
 
 def _paper_table() -> None:
@@ -255,16 +229,8 @@ def _paper_table() -> None:
     )
 
 
-def main() -> None:
-    st.title("Heavy-tailed data")
-    st.caption(
-        "§7 and Table 1: transporting heavy tails to a Gaussian (cases 1–4) and a Gaussian to heavy tails "
-        "(cases 5–8) with (f, Γ_L)-GPA. The paper reports one run per case; here every case runs over "
-        "several seeds as one batched ensemble, so you see how often KL overflows and when. The paper "
-        "published no configuration for this table: Δt = 0.5 and T = 250 are our choice."
-    )
-    _settings_widgets()
-    holder = _holder()
+def _buttons() -> None:
+    """Run sweep, Cancel and the size of the sweep."""
     b1, b2, b3 = st.columns([1, 1, 4])
     try:
         settings = _settings()
@@ -277,13 +243,12 @@ def main() -> None:
     if b1.button("Run sweep", type="primary", key="ht_start", disabled=settings is None):
         assert settings is not None
         _start(settings)
-    job: EnsembleJob | None = holder.get("job")
-    if b2.button("Cancel", key="ht_cancel", disabled=job is None or job.done):
-        assert job is not None
-        job.cancel()
-    live = bool(holder.get("live"))
-    st.fragment(run_every=POLL_SECONDS if live else None)(_live_view)()
-    result: HeavyTailResult | None = holder.get("result")
+    JOB.cancel_button(b2, "ht_cancel")
+
+
+def _row_choice() -> None:
+    """A row of the table (chosen here or clicked there): its seeds, and the largest overflow gauge."""
+    result: HeavyTailResult | None = JOB.holder.get("result")
     if result is None:
         return
     rows = result.rows()
@@ -307,6 +272,20 @@ def main() -> None:
             f"{worst['f']}, {NUMERICS_LABEL[worst['numerics']]} numerics) against float32's limit "
             f"{FLOAT32_EXP_LIMIT:.1f}."
         )
+
+
+def main() -> None:
+    st.title("Heavy-tailed data")
+    st.caption(
+        "§7 and Table 1: transporting heavy tails to a Gaussian (cases 1–4) and a Gaussian to heavy tails "
+        "(cases 5–8) with (f, Γ_L)-GPA. The paper reports one run per case; here every case runs over "
+        "several seeds as one batched ensemble, so you see how often KL overflows and when. The paper "
+        "published no configuration for this table: Δt = 0.5 and T = 250 are our choice."
+    )
+    _settings_widgets()
+    _buttons()
+    JOB.live(_live_view, idle=_idle)
+    _row_choice()
 
 
 main()

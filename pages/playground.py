@@ -15,21 +15,16 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from gpa_core.config import ConfigError, FlowConfig
+from gpa_core.config import FIELDS, ConfigError, FlowConfig
 from gpa_core.data.datasets import DatasetError, get_dataset
 from gpa_core.data.points import DataFileError, PointTable, check_precision, check_source
 from gpa_core.data.presets import PresetError, list_presets
-from gpa_core.engine.runner import HISTORY_FIELDS, Runner
+from gpa_core.engine.runner import Runner
+from gpa_core.engine.snapshot import HISTORY_FIELDS
 from gpa_core.plots import flow as plots
 from ui import playground_state
-from ui.session import (
-    REFRESH_SECONDS,
-    UPLOADER_LIMIT_MB,
-    npy_bytes,
-    read_upload,
-    sample_points,
-    session_runners,
-)
+from ui.session import REFRESH_SECONDS, sample_points, session_runners
+from ui.uploads import UPLOADER_LIMIT_MB, npy_bytes, read_upload
 
 P = "pg:"  # widget-key prefix: keeps this page's keys apart from other pages'
 SETTINGS = "pg.settings"
@@ -127,6 +122,11 @@ def _guard(name: str) -> None:
 def _w(name: str) -> dict[str, Any]:
     """Keyword arguments for a settings widget: its key and the guard."""
     return {"key": P + name, "on_change": _guard, "args": (name,)}
+
+
+def _choices(name: str) -> tuple[Any, ...]:
+    """A choice field's values, from its Literal type (FlowConfig's field metadata)."""
+    return FIELDS[name].choices
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -317,13 +317,13 @@ def _sizes() -> None:
 
 
 def _config_widgets() -> None:
-    st.selectbox("f-divergence f", tuple(F_LABELS), **_w("f"), format_func=F_LABELS.get)
+    st.selectbox("f-divergence f", _choices("f"), **_w("f"), format_func=F_LABELS.get)
     f = st.session_state[P + "f"]
     c1, c2 = st.columns(2)
     c1.number_input("α", min_value=1.01, max_value=1000.0, step=0.5, **_w("alpha"), disabled=f != "alpha")
     c2.selectbox(
         "KL form",
-        ("lt", "dv"),
+        _choices("kl_form"),
         **_w("kl_form"),
         format_func={"lt": "Legendre (ν trained)", "dv": "Donsker–Varadhan"}.get,
         disabled=f != "kl",
@@ -348,22 +348,22 @@ def _config_widgets() -> None:
     )
     st.text_input("hidden widths", **_w("hidden"), help="Layer widths of φ, e.g. 32, 32, 32")
     c1, c2 = st.columns(2)
-    acts = ("relu", "leaky_relu", "softplus", "smooth_relu")
+    acts = _choices("activation")
     c1.selectbox("activation", acts, **_w("activation"))
-    c2.selectbox("last hidden activation", ("same", *acts), **_w("last_activation"))
+    c2.selectbox("last hidden activation", (playground_state.SAME, *acts), **_w("last_activation"))
     c1, c2 = st.columns(2)
-    c1.selectbox("Lipschitz mode", ("spectral", "frobenius", "penalty", "none"), **_w("lipschitz"))
-    c2.selectbox("solver", ("euler", "heun"), **_w("solver"), format_func=str.capitalize)
+    c1.selectbox("Lipschitz mode", _choices("lipschitz"), **_w("lipschitz"))
+    c2.selectbox("solver", _choices("solver"), **_w("solver"), format_func=str.capitalize)
     st.number_input("network seed", min_value=0, max_value=2**31 - 1, step=1, **_w("seed"))
     with st.expander("More numerics"):
         st.checkbox("log-sum-exp in the DV form", **_w("logsumexp"))
         st.number_input(
             "gradient-penalty weight", min_value=1e-6, max_value=1e6, format="%g", **_w("penalty_weight")
         )
-        st.selectbox("initialization", ("uniform", "he_normal"), **_w("init"))
-        st.selectbox("Adam state across steps", ("carry", "reset"), **_w("optimizer_state"))
-        st.selectbox("device", ("auto", "cpu", "cuda", "mps"), **_w("device"))
-        st.selectbox("precision", ("float32", "float64"), **_w("dtype"))
+        st.selectbox("initialization", _choices("init"), **_w("init"))
+        st.selectbox("Adam state across steps", _choices("optimizer_state"), **_w("optimizer_state"))
+        st.selectbox("device", _choices("device"), **_w("device"))
+        st.selectbox("precision", _choices("dtype"), **_w("dtype"))
 
 
 def _view_widgets() -> dict[str, Any]:
@@ -507,47 +507,32 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
     live_view()
 
 
+_MIME = {  # by file extension
+    "csv": "text/csv",
+    "npy": "application/octet-stream",
+    "json": "application/json",
+    "html": "text/html",
+}
+
+
+def _download(column: Any, label: str, data: Any, file_name: str, tip: str | None = None) -> None:
+    """One download button; ``data`` (a callable) makes the file only when the button is clicked."""
+    mime = _MIME[file_name.rsplit(".", 1)[-1]]
+    column.download_button(label, data=data, file_name=file_name, mime=mime, help=tip)
+
+
 def _exports(runner: Runner, settings: dict[str, Any]) -> None:
+    snap = runner.snapshot
     with st.expander("Export"):
         c1, c2, c3 = st.columns(3)
-        c1.download_button(
-            "Particles (CSV)",
-            data=lambda: runner.snapshot().particles_csv(),
-            file_name="gpa_particles.csv",
-            mime="text/csv",
-        )
-        c1.download_button(
-            "Particles (NPY)",
-            data=lambda: npy_bytes(runner.snapshot().particles[0]),
-            file_name="gpa_particles.npy",
-            mime="application/octet-stream",
-        )
-        c2.download_button(
-            "History (CSV)",
-            data=lambda: runner.snapshot().history_csv(),
-            file_name="gpa_history.csv",
-            mime="text/csv",
-        )
-        c2.download_button(
-            "History (NPY)",
-            data=lambda: npy_bytes(_history_matrix(runner)),
-            file_name="gpa_history.npy",
-            mime="application/octet-stream",
-            help="Columns: step, " + ", ".join(HISTORY_FIELDS) + " (member 0)",
-        )
-        c3.download_button(
-            "Configuration (JSON)",
-            data=lambda: _config_json(runner, settings),
-            file_name="gpa_run.json",
-            mime="application/json",
-        )
-        c3.download_button(
-            "Animation (HTML)",
-            data=lambda: _animation(runner),
-            file_name="gpa_flow.html",
-            mime="text/html",
-            help="A self-contained animation of the recorded frames (opens offline)",
-        )
+        _download(c1, "Particles (CSV)", lambda: snap().particles_csv(), "gpa_particles.csv")
+        _download(c1, "Particles (NPY)", lambda: npy_bytes(snap().particles[0]), "gpa_particles.npy")
+        _download(c2, "History (CSV)", lambda: snap().history_csv(), "gpa_history.csv")
+        columns = "Columns: step, " + ", ".join(HISTORY_FIELDS) + " (member 0)"
+        _download(c2, "History (NPY)", lambda: npy_bytes(_history_matrix(runner)), "gpa_history.npy", columns)
+        _download(c3, "Configuration (JSON)", lambda: _config_json(runner, settings), "gpa_run.json")
+        offline = "A self-contained animation of the recorded frames (opens offline)"
+        _download(c3, "Animation (HTML)", lambda: _animation(runner), "gpa_flow.html", offline)
 
 
 def _history_matrix(runner: Runner) -> np.ndarray:

@@ -30,16 +30,11 @@ from gpa_core.studies.stability import (
     run_stability,
     stability_grid,
 )
-from ui.query import playground_params
-from ui.session import cancel_job, keep_widget_state, open_in_playground, session_job_holder
+from ui.jobs import JobPage, job_progress, open_in_playground
+from ui.session import keep_widget_state
 
-POLL_SECONDS = 0.5
-
-
-def _holder() -> dict[str, Any]:
-    return session_job_holder("stability")
-
-
+#: This session's map: the job, its result, data, metrics, the selected and last clicked cell.
+JOB = JobPage("stability")
 _CPUS = cpu_threads()
 #: Widget defaults, set once per session (widgets then keep their values across page visits).
 DEFAULTS: dict[str, Any] = {
@@ -199,23 +194,14 @@ def _start() -> None:
             on_cell=lambda cell: ctl.publish(result), cancel=ctl.cancel_event, result=result,
         )  # fmt: skip
 
-    holder = _holder()
-    cancel_job(holder)
     job = EnsembleJob(work, name="stability", threads=1)
-    holder.update(
-        job=job, result=result, data=data, metrics=metrics, selected=None, live=True, target_points=target,
-        last_pick=None,
-    )  # fmt: skip
-    job.start()
+    JOB.start(
+        job, result=result, data=data, metrics=metrics, selected=None, target_points=target, last_pick=None
+    )
 
 
-def _open_in_playground(result: StabilityResult, index: int, data: dict[str, Any]) -> None:
-    cell = result.grid.cells[index]
-    params = playground_params(
-        cell.config, source=data["source"], target=data["target"], M=data["M"], N=data["N"],
-        data_seed=data["data_seed"], dim=data.get("dim"),
-    )  # fmt: skip
-    open_in_playground(params)
+def _open_in_playground(result: StabilityResult, index: int) -> None:
+    open_in_playground(result.grid.cells[index].config, **JOB.holder["data"])
 
 
 def _cell_details(result: StabilityResult, index: int) -> None:
@@ -241,7 +227,7 @@ def _cell_details(result: StabilityResult, index: int) -> None:
         ),
         key="stab_cell_ke",
     )  # fmt: skip
-    target = _holder().get("target_points")
+    target = JOB.holder.get("target_points")
     c2.plotly_chart(
         plots.particle_grid(
             res.run.particles[None], target if target is not None else res.run.particles,
@@ -264,26 +250,21 @@ def _cost_text() -> str:
     return f"{n_L * len(dts)} runs, {steps:,} particle steps in all (≈ {flops / 1e12:.2f} TFLOP for 2-D data)"
 
 
-def _live_view() -> None:
-    holder = _holder()
-    job: EnsembleJob | None = holder.get("job")
-    if job is None:
-        st.info("Set the grid and press **Compute map**. Each cell is a full run to the horizon T.")
-        return
+def _live_view(job: EnsembleJob) -> bool:
+    """Progress, outcome counts and the heat map so far (a click selects a cell); True once done."""
+    holder = JOB.holder
     result: StabilityResult = holder["result"]
     n_done = sum(c is not None for c in result.cells)
-    frac = job.fraction
-    eta = job.eta
-    status = "cancelled" if job.cancelled else ("done" if job.done else "running")
-    st.progress(
-        frac,
-        text=f"{status}: {n_done}/{len(result.cells)} cells · {frac:.0%} of the member-steps · "
-        f"{job.elapsed:.0f} s" + (f" · about {eta:.0f} s left" if eta is not None else ""),
-    )
-    if job.error is not None:
-        st.error(f"The map failed: {job.error}")
+    job_progress(job, f"{n_done}/{len(result.cells)} cells · {job.fraction:.0%} of the member-steps", "map")
     counts = result.counts()
     st.caption(" · ".join(f"{o.symbol} {o.value}: {counts[o.value]}" for o in Outcome))
+    _heat_map(result)
+    return job.done
+
+
+def _heat_map(result: StabilityResult) -> None:
+    """The map coloured by a quality number; a new click selects its cell (and opens it, if asked)."""
+    holder = JOB.holder
     metric_options = list(holder.get("metrics", ("w2",)))
     metric = metric_options[0]
     if len(metric_options) > 1:
@@ -302,9 +283,6 @@ def _live_view() -> None:
         st.session_state["stab_cell_choice"] = picked
         if st.session_state.get("stab_click_opens", True) and result.cells[picked] is not None:
             holder["open_pick"] = picked
-        st.rerun()
-    if job.done and holder.get("live"):
-        holder["live"] = False
         st.rerun()
 
 
@@ -326,36 +304,30 @@ def _picked_cell(event: Any) -> int | None:
     return None
 
 
-def main() -> None:
-    st.title("Stability map over (L, Δt)")
-    st.caption(
-        "§6: the Lipschitz bound L caps the particle speed, so one step moves a particle at most LΔt — a "
-        "CFL-type condition. Each cell is a full run to T; dashed lines are constant LΔt."
-    )
-    _settings()
-    holder = _holder()
+def _buttons() -> None:
+    """Compute map, Cancel and the size of the map."""
     b1, b2, b3 = st.columns([1, 1, 4])
     if b1.button("Compute map", type="primary", key="stab_start"):
         try:
             _start()
         except (ValueError, ConfigError) as exc:
             st.error(f"Cannot start: {exc}")
-    job: EnsembleJob | None = holder.get("job")
-    if b2.button("Cancel", key="stab_cancel", disabled=job is None or job.done):
-        assert job is not None
-        job.cancel()
+    JOB.cancel_button(b2, "stab_cancel")
     try:
         b3.caption(_cost_text())
     except (ValueError, ConfigError) as exc:
         b3.error(str(exc))
-    live = bool(holder.get("live"))
-    st.fragment(run_every=POLL_SECONDS if live else None)(_live_view)()
+
+
+def _cell_choice() -> None:
+    """A cell of the map (chosen here or clicked on it): its details, and a button to open it."""
+    holder = JOB.holder
     result: StabilityResult | None = holder.get("result")
     if result is None:
         return
     pick = holder.pop("open_pick", None)
     if pick is not None:  # a click on a finished cell, with "clicking a cell opens…" on
-        _open_in_playground(result, int(pick), holder["data"])
+        _open_in_playground(result, int(pick))
     labels = {c.index: f"{c.index}: {c.label}" for c in result.grid.cells}
     if st.session_state.get("stab_cell_choice") not in labels:
         st.session_state["stab_cell_choice"] = 0
@@ -366,7 +338,21 @@ def main() -> None:
     holder["selected"] = int(choice)
     _cell_details(result, int(choice))
     if c2.button("Open in playground", key="stab_open"):
-        _open_in_playground(result, int(choice), holder["data"])
+        _open_in_playground(result, int(choice))
+
+
+def main() -> None:
+    st.title("Stability map over (L, Δt)")
+    st.caption(
+        "§6: the Lipschitz bound L caps the particle speed, so one step moves a particle at most LΔt — a "
+        "CFL-type condition. Each cell is a full run to T; dashed lines are constant LΔt."
+    )
+    _settings()
+    _buttons()
+    JOB.live(
+        _live_view, idle="Set the grid and press **Compute map**. Each cell is a full run to the horizon T."
+    )
+    _cell_choice()
 
 
 main()

@@ -41,6 +41,14 @@ def _run(at: AppTest) -> AppTest:
     return at
 
 
+def _upload(app: AppTest, side: str, filename: str, content: bytes, mime: str = "text/csv") -> None:
+    """Choose "upload" for ``side`` ("src" or "tgt") and upload ``content`` as ``filename``."""
+    app.selectbox(key=f"pg:{side}").set_value("upload")
+    _run(app)
+    app.file_uploader(key=f"pg:{side}_upload").set_value((filename, content, mime))
+    _run(app)
+
+
 def _status(at: AppTest) -> str:
     return next(m.value for m in at.markdown if m.value.startswith("**step n ="))
 
@@ -174,16 +182,13 @@ def test_bad_upload_shows_error_and_keeps_run(app: AppTest, case: str) -> None:
 
 
 def test_upload_over_the_size_limit(app: AppTest, monkeypatch) -> None:
-    import ui.session as ui
+    import ui.uploads as ui
 
     monkeypatch.setattr(ui, "MAX_UPLOAD_BYTES", 1000)  # the same check, with a limit a test can afford
     _run(app)
     runner = app.session_state["pg.runner"]
     run_id = runner.snapshot().run_id
-    app.selectbox(key="pg:tgt").set_value("upload")
-    _run(app)
-    app.file_uploader(key="pg:tgt_upload").set_value(("big.csv", b"1,2\n" * 400, "text/csv"))
-    _run(app)
+    _upload(app, "tgt", "big.csv", b"1,2\n" * 400)
     assert len(app.error) == 1 and "upload limit" in app.error[0].value
     assert runner.snapshot().run_id == run_id
 
@@ -192,10 +197,7 @@ def test_good_uploads_replace_the_data(app: AppTest) -> None:
     _run(app)
     runner = app.session_state["pg.runner"]
     pts = np.random.default_rng(0).normal(5, 1, (150, 2))
-    app.selectbox(key="pg:tgt").set_value("upload")
-    _run(app)
-    app.file_uploader(key="pg:tgt_upload").set_value(("mine.npy", _npy(pts), "application/octet-stream"))
-    _run(app)
+    _upload(app, "tgt", "mine.npy", _npy(pts), "application/octet-stream")
     assert not app.error
     snap = runner.wait_idle()
     assert snap.N == 150 and "new data" in snap.message
@@ -207,10 +209,7 @@ def test_good_uploads_replace_the_data(app: AppTest) -> None:
     ImageDraw.Draw(img).rectangle([10, 10, 30, 30], fill=0)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    app.selectbox(key="pg:src").set_value("upload")
-    _run(app)
-    app.file_uploader(key="pg:src_upload").set_value(("square.png", buf.getvalue(), "image/png"))
-    _run(app)
+    _upload(app, "src", "square.png", buf.getvalue(), "image/png")
     assert not app.error
     snap = runner.wait_idle()
     assert snap.M == 200 and snap.particles.shape == (1, 200, 2)
@@ -221,10 +220,7 @@ def test_an_upload_sets_the_dimension(app: AppTest) -> None:
     runner = app.session_state["pg.runner"]
     pts = np.random.default_rng(1).normal(0, 1, (90, 3))
     csv = "x,y,z\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in pts) + "\n"
-    app.selectbox(key="pg:tgt").set_value("upload")
-    _run(app)
-    app.file_uploader(key="pg:tgt_upload").set_value(("cloud.csv", csv.encode(), "text/csv"))
-    _run(app)
+    _upload(app, "tgt", "cloud.csv", csv.encode())
     assert not app.error
     snap = runner.wait_idle()
     assert snap.d == 3 and snap.N == 90 and snap.M == 200  # the Gaussian source follows the upload's d
@@ -360,13 +356,6 @@ def test_link_round_trip(L, dt, steps, m, lr, f, alpha, hidden, seed, M) -> None
     assert not warnings
     assert playground_state.config_from_state(back) == cfg
     assert back["M"] == M and back["src"] == state["src"] and back["tgt.mixture.std"] == 0.5
-
-
-def _upload(app: AppTest, side: str, filename: str, content: bytes) -> None:
-    app.selectbox(key=f"pg:{side}").set_value("upload")
-    _run(app)
-    app.file_uploader(key=f"pg:{side}_upload").set_value((filename, content, "text/csv"))
-    _run(app)
 
 
 def _csv(rows: np.ndarray, header: str = "x,y") -> bytes:

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Literal
 
 import pytest
 
+from gpa_core import cli
+from gpa_core import config as config_mod
 from gpa_core.config import (
+    FIELDS,
+    LIVE_FIELDS,
+    PER_MEMBER_FIELDS,
+    RUN_FIELDS,
+    SHARED_FIELDS,
     ConfigError,
+    FieldInfo,
     FlowConfig,
+    about,
     authors_numerics,
     check_batch,
+    field_from_text,
+    field_infos,
+    field_label,
+    field_to_text,
     parse_hidden,
     parse_lipschitz,
 )
@@ -96,3 +111,79 @@ def test_parse_hidden_refuses_with_the_reason() -> None:
         parse_hidden("32,x")
     with pytest.raises(ConfigError, match="at least one"):
         parse_hidden(" , ")
+
+
+# ------------------------------------------------------------------------- one source for each fact
+def test_every_field_says_what_it_is() -> None:
+    """Every FlowConfig field carries a FieldInfo; kind, choices and default come from the dataclass."""
+    assert list(FIELDS) == [f.name for f in dataclasses.fields(FlowConfig)]
+    for f in dataclasses.fields(FlowConfig):
+        info = FIELDS[f.name]
+        assert isinstance(f.metadata[config_mod.META], FieldInfo)
+        assert info.name == f.name and info.label and info.help
+        assert info.default == getattr(FlowConfig(), f.name)
+        assert bool(info.choices) == (info.kind == "choice")
+        assert set(info.cli) <= {"run", "divergence"}
+        if info.kind in ("int", "float"):
+            assert info.low is not None and info.high is not None, f.name
+
+
+def test_the_lists_are_derived_from_the_metadata() -> None:
+    from gpa_core.engine import flow
+    from gpa_core.studies.batches import _batch_key
+    from ui import playground_state, query
+
+    assert {n for n, i in FIELDS.items() if i.per_member} == PER_MEMBER_FIELDS
+    assert {n for n, i in FIELDS.items() if i.live} == LIVE_FIELDS
+    assert flow.LIVE_FIELDS is LIVE_FIELDS
+    assert SHARED_FIELDS == tuple(n for n in RUN_FIELDS if n not in PER_MEMBER_FIELDS)
+    assert [name for name, _ in _batch_key(FlowConfig())] == list(SHARED_FIELDS)
+    assert playground_state.CONFIG_KEYS == tuple(n for n, i in FIELDS.items() if i.playground)
+    assert query.CONFIG_PARAMS == RUN_FIELDS == tuple(n for n in FIELDS if n != "notes")
+    assert (field_label("dt"), field_label("inner_steps"), field_label("hidden")) == ("Δt", "m_max", "hidden")
+
+
+def test_ranges_come_from_the_metadata() -> None:
+    """validate checks each number against its FieldInfo range, with the message naming both."""
+    for name, info in FIELDS.items():
+        if info.kind not in ("int", "float"):
+            continue
+        changes = {"f": "alpha"} if info.only_if else {}
+        too_big = info.high + 1 if info.kind == "int" else info.high * 2 + 1
+        with pytest.raises(ConfigError, match=f"^{name} must be"):
+            FlowConfig(**changes, **{name: too_big})
+    FlowConfig(alpha=0.5)  # α is read only for f = alpha (only_if), so only then checked
+
+
+def _extended() -> type:
+    """FlowConfig with one more field: the one edit a new field needs."""
+    extra = dataclasses.field(
+        default="a", metadata=about("a new choice", per_member=True, live=True, cli=("run",))
+    )
+    return dataclasses.make_dataclass(
+        "Extended", [("extra", Literal["a", "b"], extra)], bases=(FlowConfig,), frozen=True
+    )
+
+
+def test_a_new_field_needs_one_edit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field added with its metadata is taken up by what reads FIELDS: its kind and choices, the
+    per-member and live sets, the text codec, and the command-line flags."""
+    infos = field_infos(_extended())
+    info = infos["extra"]
+    assert (info.kind, info.choices, info.default, info.label) == ("choice", ("a", "b"), "a", "extra")
+    assert list(infos)[:-1] == list(FIELDS)
+    monkeypatch.setattr(config_mod, "FIELDS", infos)
+    monkeypatch.setattr(cli, "FIELDS", infos)
+    assert "extra" in config_mod.cli_fields("run")
+    assert field_from_text("extra", field_to_text("extra", "b")) == "b"
+    run = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["run"]
+    flag = next(a for a in run._actions if a.dest == "extra")
+    assert flag.option_strings == ["--extra"] and tuple(flag.choices) == ("a", "b") and flag.default == "a"
+
+
+def test_a_field_without_metadata_is_refused() -> None:
+    bare = dataclasses.make_dataclass(
+        "Bare", [("extra", int, dataclasses.field(default=1))], bases=(FlowConfig,), frozen=True
+    )
+    with pytest.raises(TypeError, match=r"Bare\.extra has no FieldInfo"):
+        field_infos(bare)

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpa_core import FlowConfig
-from gpa_core.engine.runner import Runner, Snapshot, nondegenerate_box
+from gpa_core.engine.runner import Runner
+from gpa_core.engine.snapshot import Snapshot, nondegenerate_box
 from gpa_core.plots import flow as plots
 
 CFG = FlowConfig(hidden=(8, 8), steps=1000, kl_form="dv", dt=0.5)
@@ -349,7 +350,7 @@ def test_nondegenerate_box() -> None:
 def test_data_extent_of_degenerate_clouds_is_a_usable_box() -> None:
     """The φ grid and the arrows are laid over the run's extent: a single repeated point or a constant
     coordinate must still give a box of real size (it was 1.6e-7 wide, so φ drew as a dot)."""
-    from gpa_core.engine.runner import data_extent
+    from gpa_core.engine.snapshot import data_extent
 
     lo, hi = data_extent(np.full((40, 2), 5.0), np.full((30, 2), 5.0))
     assert np.all(hi - lo >= 1.0) and np.all(lo < 5.0) and np.all(hi > 5.0)

@@ -18,7 +18,7 @@ from gpa_core.ot import wasserstein1
 
 torch.set_num_threads(1)
 
-#: Both paths of GPAFlow (gpa_core/engine/kernel.py for "compiled"); conftest compiles the kernel up front.
+#: Both paths of GPAFlow (gpa_core/engine/kernel/ for "compiled"); conftest compiles the kernel up front.
 ENGINES = ("eager", "compiled")
 
 

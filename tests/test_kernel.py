@@ -1,8 +1,9 @@
-"""The compiled path (gpa_core/engine/kernel.py) against the eager one, piece by piece and whole steps.
+"""The compiled path (gpa_core/engine/kernel/) against the eager one, stage by stage and whole steps.
 
 Whole runs cannot agree bit for bit: Adam divides each gradient by its own running size, so a
 parameter whose gradient is rounding noise moves by ±lr either way. Pieces are compared on the
-same inputs; whole steps with a learning rate small enough that this noise stays below tolerance.
+same inputs (through ``kernel.stages``, the kernel's test-facing surface); whole steps with a
+learning rate small enough that this noise stays below tolerance.
 
 The two paths sum in different orders (vector width, FMA, BLAS kernel: all depend on the CPU), so
 they are compared within bounds derived from float32 rounding (``tests/tolerances.py``): γ_n for the
@@ -19,35 +20,21 @@ import pytest
 import torch
 from tolerances import assert_close_by_rounding, gamma
 
-from gpa_core import FlowConfig, GPAFlow, kernel
+from gpa_core import FlowConfig, GPAFlow
 from gpa_core.algorithm.discriminator import BatchedAdam, BatchedMLP
 from gpa_core.algorithm.divergences import ObjectiveKind, objective, output_activation
 from gpa_core.config import ConfigError
 from gpa_core.data.datasets import sample
+from gpa_core.engine import kernel
+from gpa_core.engine.kernel import codes, stages
 
 pytestmark = pytest.mark.skipif(not kernel.ready(), reason=f"kernel not compiled: {kernel.compile_error()}")
 
-KINDS = [
-    ObjectiveKind("kl", "lt"),
-    ObjectiveKind("kl", "dv", True),
-    ObjectiveKind("kl", "dv", False),
-    ObjectiveKind("alpha"),
-    ObjectiveKind("reverse_kl"),
-    ObjectiveKind("js"),
-]
+KINDS = list(codes.OBJECTIVE_CODES)  # every objective a FlowConfig can ask for, whether or not compiled
 
 
 def _net(activation: str, seed: int = 0, d: int = 3, hidden: tuple[int, int] = (7, 5)) -> BatchedMLP:
     return BatchedMLP(1, d, hidden, [activation, activation], [seed])
-
-
-def _layout(net: BatchedMLP) -> dict[str, np.ndarray]:
-    return {
-        "widths": np.asarray(net.widths, dtype=np.int64),
-        "w_off": np.asarray(net.weight_offsets, dtype=np.int64),
-        "b_off": np.asarray(net.bias_offsets, dtype=np.int64),
-        "acts": np.asarray([kernel.ACTIVATION_CODES[a] for a in net.activations], dtype=np.int64),
-    }
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "softplus", "smooth_relu"])
@@ -56,6 +43,7 @@ def _layout(net: BatchedMLP) -> dict[str, np.ndarray]:
 def test_forward_objective_and_gradients_match_the_eager_path(
     activation: str, kind: ObjectiveKind, shape: tuple[int, tuple[int, int]]
 ) -> None:
+    assert kind in codes.HANDLED_OBJECTIVES, f"the compiled kernel has no objective {kind} yet"
     d, hidden = shape
     net = _net(activation, d=d, hidden=hidden)
     M, N = 9, 11
@@ -72,27 +60,21 @@ def test_forward_objective_and_gradients_match_the_eager_path(
         _, slope = output_activation(kind.f, phi)
         if slope is not None:
             grad_x = grad_x * slope.unsqueeze(-1)
-    lay = _layout(net)
+    layout = stages.network(net)
     theta = net.flat[0].numpy().copy()
     z = Z[0].numpy().copy()
-    ws = kernel._workspace(lay["widths"], M + N)
     # the longest sum is a layer's fan-in (+ bias) or, for weight gradients and means, the M + N rows;
     # two computations, each chaining D layer products and the objective's exp/log and mean
     close = {"n": max(max(net.widths) + 1, M + N), "dtype": np.float32, "growth": 2 * (net.depth + 2)}
-    V, pres, posts = kernel._forward(theta, lay["widths"], lay["w_off"], lay["b_off"], lay["acts"], z, ws)
-    assert_close_by_rounding(V, cache.phi[0].numpy(), **close, what="φ")
-    code = kernel.objective_code(kind.f, kind.kl_form, kind.logsumexp)
-    dV = np.empty(M + N, dtype=np.float32)
-    value, d_nu, gauge = kernel._objective(code, 3.0, np.float32(0.2), V, 0, M, M, N, dV)
+    fwd = stages.forward(theta, layout, z)
+    assert_close_by_rounding(fwd.V, cache.phi[0].numpy(), **close, what="φ")
+    value, d_nu, gauge, dV = stages.objective(kind, 3.0, np.float32(0.2), fwd.V, M)
     assert_close_by_rounding(value, float(ev.value[0]), **close, what="J")
     assert_close_by_rounding(d_nu, float(ev.d_nu[0]), **close, what="∂J/∂ν")
     assert_close_by_rounding(gauge, float(ev.max_exp_arg[0]), **close, what="max argument of f*")
-    grad = np.zeros_like(theta)
-    kernel._backward(theta, grad, lay["widths"], lay["w_off"], lay["b_off"], lay["acts"], pres, posts, dV,
-                     M + N, True, False, ws)  # fmt: skip
+    grad = stages.backward(theta, layout, fwd, dV)
     assert_close_by_rounding(grad[:-1], eager_grad, **close, what="∂J/∂θ")
-    field = kernel._field(code, theta, grad, lay["widths"], lay["w_off"], lay["b_off"], lay["acts"], V, pres,
-                          posts, M + N, dV, ws)  # fmt: skip
+    field = stages.field(kind, theta, layout, fwd)
     assert_close_by_rounding(field, grad_x[0].numpy(), **close, what="∇φ")
 
 
@@ -118,15 +100,15 @@ def test_register_matrix_products_match_numpy(n: int, k: int, m: int) -> None:
     B = rng.standard_normal((k, m)).astype(np.float32)
     Z = rng.standard_normal((n + 2, m)).astype(np.float32)  # pre-activations may have more rows
     C = np.full((n, m), np.nan, dtype=np.float32)
-    kernel._matmul(A, B, C)
+    stages.matmul(A, B, C)
     _assert_product_close(C, A, B, "A·B")
-    kernel._matmul_relu(A, B, C, Z)
+    stages.matmul_relu(A, B, C, Z)
     mask = Z[:n] > 0  # ReLU's derivative: the product where z > 0, exactly 0 elsewhere
     assert np.all(C[~mask] == 0)
     _assert_product_close(np.where(mask, C, A.astype(np.float64) @ B), A, B, "A·B where z > 0")
     bias = rng.standard_normal(m).astype(np.float32)
     post = np.full((n, m), np.nan, dtype=np.float32)
-    if kernel._matmul_bias_relu(A, B, C, bias, post):
+    if stages.matmul_bias_relu(A, B, C, bias, post):
         # the bias as one more term of the sum: [A 1]·[B; bias]
         _assert_product_close(C, np.hstack([A, np.ones((n, 1), np.float32)]), np.vstack([B, bias]), "A·B + b")
         assert np.array_equal(post, np.maximum(C, 0.0))
@@ -135,10 +117,10 @@ def test_register_matrix_products_match_numpy(n: int, k: int, m: int) -> None:
     G = rng.standard_normal((n, k)).astype(np.float32)
     H = rng.standard_normal((n, m)).astype(np.float32)
     W = np.full((k, m), np.nan, dtype=np.float32)
-    kernel._matmul_tn(G, H, W)
+    stages.matmul_tn(G, H, W)
     _assert_product_close(W, G.T, H, "Gᵀ·H")
     sums = np.full(m, np.nan, dtype=np.float32)
-    kernel._column_sums(H, sums)
+    stages.column_sums(H, sums)
     _assert_product_close(sums[None, :], np.ones((1, n), np.float32), H, "column sums")
 
 
@@ -148,10 +130,10 @@ def test_register_products_take_strided_views_through_the_fallback() -> None:
     A = rng.standard_normal((32, 40)).astype(np.float32).T  # 40 × 32, columns not contiguous
     B = rng.standard_normal((32, 32)).astype(np.float32)
     C = np.empty((40, 32), dtype=np.float32)
-    kernel._matmul(A, B, C)
+    stages.matmul(A, B, C)
     _assert_product_close(C, A, B, "A·B")
     W = np.empty((32, 32), dtype=np.float32)
-    kernel._matmul_tn(A, A[:, ::-1], W)
+    stages.matmul_tn(A, A[:, ::-1], W)
     _assert_product_close(W, A.T, A[:, ::-1], "Aᵀ·A")
 
 
@@ -161,10 +143,10 @@ def test_relu_derivative_zeroes_non_finite_products_as_torch_does() -> None:
     B = np.ones((1, 32), dtype=np.float32)
     Z = np.where(np.arange(4 * 32).reshape(4, 32) % 2 == 0, 1.0, -1.0).astype(np.float32)
     C = np.empty((4, 32), dtype=np.float32)
-    kernel._matmul_relu(A, B, C, Z)
+    stages.matmul_relu(A, B, C, Z)
     assert np.array_equal(C, np.where(Z > 0, np.inf, 0.0).astype(np.float32))
     g = np.empty((4, 32), dtype=np.float32)
-    kernel._relu_outer(g, np.full(4, np.inf, dtype=np.float32), np.ones(32, dtype=np.float32), Z)
+    stages.relu_outer(g, np.full(4, np.inf, dtype=np.float32), np.ones(32, dtype=np.float32), Z)
     assert np.array_equal(g, C)
 
 
@@ -182,7 +164,7 @@ def test_adam_matches_torchs_fused_adam() -> None:
     for _ in range(25):
         g = torch.tensor(rng.standard_normal((1, 40)), dtype=torch.float32)
         opt.step(g)
-        kernel._adam(mine, g[0].numpy(), m, v, 0, t, 3e-3, 0.9, 0.999, 1e-8)
+        stages.adam(mine, g[0].numpy(), m, v, 0, t, 3e-3, 0.9, 0.999, 1e-8)
     # no sums: per step the update has about 10 roundings (moments, bias corrections, √, division),
     # each of relative size u on a step of size ≤ lr, plus the rounding of θ + step (u|θ|); both paths
     # do it, so over 25 steps |Δθ| ≤ 2·25·u·(|θ| + 10·lr)
@@ -196,15 +178,11 @@ def test_adam_matches_torchs_fused_adam() -> None:
 @pytest.mark.parametrize("iterations", [1, 3])
 def test_projection_matches_the_eager_path(mode: str, iterations: int) -> None:
     net = _net("relu", seed=4)
-    lay = _layout(net)
     theta = net.flat[0].numpy().copy()
     pvec = net.power_flat[0].numpy().copy()
-    v_off = np.asarray(net.vector_offsets[:-1], dtype=np.int64)
     L = 2.5
     scale = np.float32(L ** (1 / net.depth))
-    kernel._project(
-        theta, lay["widths"], lay["w_off"], pvec, v_off, kernel.LIPSCHITZ_CODES[mode], scale, iterations
-    )
+    stages.project(theta, stages.network(net), pvec, mode, scale, iterations)
     net.project(
         torch.tensor([scale]),
         torch.tensor([mode == "spectral"]),

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpa_core import ConfigError, FlowConfig
-from gpa_core.engine.runner import HISTORY_FIELDS, Runner, _FrameStore, _HistoryStore, data_extent
+from gpa_core.engine.runner import Runner
+from gpa_core.engine.snapshot import HISTORY_FIELDS, FrameStore, HistoryStore, data_extent
 
 # steps: more than any test can finish (the compiled path runs this tiny flow at ~20k steps/s)
 SMALL = FlowConfig(hidden=(8, 8), steps=10_000_000, kl_form="dv", dt=0.2)
@@ -193,7 +194,7 @@ def test_bounded_history_and_frames(make_runner) -> None:
     chunks=st.lists(st.integers(1, 40), min_size=1, max_size=30),
 )
 def test_history_store_bounded_and_evenly_spaced(capacity: int, chunks: list[int]) -> None:
-    store = _HistoryStore(K=2, capacity=capacity)
+    store = HistoryStore(K=2, capacity=capacity)
     start = 0
     for size in chunks:
         steps = np.arange(start, start + size)
@@ -209,7 +210,7 @@ def test_history_store_bounded_and_evenly_spaced(capacity: int, chunks: list[int
 
 
 def test_frame_store_bounded() -> None:
-    store = _FrameStore(capacity=5)
+    store = FrameStore(capacity=5)
     for n in range(0, 200, 3):
         store.offer(n, n * 0.1, np.zeros((4, 2)))
     assert 2 <= len(store.frames) <= 5

@@ -1,6 +1,6 @@
 """Tests of gpa_core.studies: grid construction, outcome classification, batch planning, the batched
-runner (compaction, worker threads, cancel), heavy-tail cases, playground parameters and jobs — and the
-engine property that a batched ensemble equals its members run one at a time."""
+runner (compaction, worker threads, cancel), heavy-tail cases and jobs — and the engine property that
+a batched ensemble equals its members run one at a time. (The playground links: tests/test_query.py.)"""
 
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ from gpa_core.studies.batches import (
     steps_for,
 )
 from gpa_core.studies.compare import (
-    COMPARE_PRESETS,
     MAX_COMPARE,
     CompareRun,
     CompareSpec,
@@ -50,7 +49,6 @@ from gpa_core.studies.heavy_tails import (
 )
 from gpa_core.studies.outcome import ConvergenceCriteria, Outcome, classify, quality
 from gpa_core.studies.stability import StabilityResult, log_spaced, run_stability, stability_grid
-from ui.query import parse_playground_params, playground_params
 from ui.session import keep_widget_state
 
 torch.set_num_threads(1)
@@ -605,31 +603,20 @@ def test_overflow_diagnostics_reads_the_gauge() -> None:
 
 
 # ---------------------------------------------------------------------------- compare and metrics
-def test_compare_presets_are_valid_batches() -> None:
-    fig23 = COMPARE_PRESETS["fig2_3"]
-    assert [r.config.L for r in fig23.runs][:3] == [1.0, 10.0, 100.0] and math.isinf(fig23.runs[3].config.L)
-    assert all(r.config.dt == 0.5 and r.config.steps == 500 for r in fig23.runs)
-    fig4 = COMPARE_PRESETS["fig4"]
-    assert [(r.config.f, r.config.alpha) for r in fig4.runs] == [("kl", 2.0), ("alpha", 2.0), ("alpha", 10.0)]
-    assert fig4.target_spec == "student_t:nu=0.5"
-    for preset in COMPARE_PRESETS.values():
-        spec = preset.spec()
-        assert len(spec.configs) == len(preset.runs)
-
-
 def test_compare_presets_come_from_the_shared_preset_files() -> None:
     presets = compare_presets()
     assert "fig2-3-mixture" in presets and "fig4-heavy-tails" in presets
     fig23 = presets["fig2-3-mixture"]
     assert [r.label for r in fig23.runs] == ["L = 1", "L = 10", "L = 100", "L = ∞"]
-    assert math.isinf(fig23.runs[3].config.L) and fig23.T == 250.0 and fig23.M == fig23.N == 200
-    source, target = sample_pair(fig23.source_spec, fig23.target_spec, 5, 5, data_seed=fig23.data_seed)
+    assert math.isinf(fig23.runs[3].config.L) and fig23.T == 250.0 and fig23.spec.M == fig23.spec.N == 200
+    spec = fig23.spec
+    source, target = sample_pair(spec.source_spec, spec.target_spec, 5, 5, data_seed=spec.data_seed)
     assert source.shape == target.shape == (5, 2)
     fig4 = presets["fig4-heavy-tails"]
     assert [(r.config.f, r.config.alpha) for r in fig4.runs] == [("kl", 2.0), ("alpha", 2.0), ("alpha", 10.0)]
+    assert fig4.spec.target_spec.startswith("student_t:nu=0.5")
     for preset in presets.values():
-        assert 2 <= len(preset.runs) <= MAX_COMPARE
-        preset.spec()  # a valid batch
+        assert 2 <= len(preset.runs) <= MAX_COMPARE  # and CompareSpec checked that they share one batch
 
 
 def test_compare_spec_validation() -> None:
@@ -668,46 +655,6 @@ def test_quality_never_raises_for_solver_failure(monkeypatch: pytest.MonkeyPatch
         quality(np.zeros((3, 2)), np.ones((3, 2)), ("w7",))
 
 
-# ------------------------------------------------------------------------------------ playground
-@given(
-    L=st.one_of(st.just(math.inf), st.floats(0.01, 1000.0)),
-    dt=st.floats(1e-3, 5.0),
-    f=st.sampled_from(["kl", "alpha", "js"]),
-    alpha=st.floats(1.01, 50.0),
-    solver=st.sampled_from(["euler", "heun"]),
-    seed=st.integers(0, 1000),
-    logsumexp=st.booleans(),
-)
-def test_playground_params_round_trip(
-    L: float, dt: float, f: str, alpha: float, solver: str, seed: int, logsumexp: bool
-) -> None:
-    cfg = FlowConfig(
-        L=L, dt=dt, f=f, alpha=alpha, solver=solver, seed=seed, logsumexp=logsumexp, hidden=(16, 8)
-    )  # type: ignore[arg-type]
-    params = playground_params(
-        cfg, source="gaussian:mean=10", target="student_t:nu=0.5", M=50, N=60, data_seed=4
-    )
-    assert all(isinstance(v, str) for v in params.values())
-    data, back = parse_playground_params(params)
-    assert back == cfg
-    assert data == {
-        "source": "gaussian:mean=10",
-        "target": "student_t:nu=0.5",
-        "M": 50,
-        "N": 60,
-        "data_seed": 4,
-    }
-
-
-def test_parse_playground_params_errors() -> None:
-    with pytest.raises(EnsembleError, match="M"):
-        parse_playground_params({"M": "many"})
-    with pytest.raises(EnsembleError, match="steps"):
-        parse_playground_params({"steps": "1.5"})
-    with pytest.raises(EnsembleError, match="valid configuration"):
-        parse_playground_params({"dt": "-1"})
-
-
 # ------------------------------------------------------------------------------------------- jobs
 def test_ensemble_job_progress_partial_result() -> None:
     def work(ctl: JobControl) -> int:
@@ -744,28 +691,6 @@ def test_ensemble_job_cancel_and_error() -> None:
     failed = EnsembleJob(broken, threads=None).start()
     assert failed.join(5)
     assert isinstance(failed.error, ValueError) and "bad grid" in failed.error_text
-
-
-def test_playground_reads_our_links() -> None:
-    """The playground's own link reader (ui/playground_state.py) turns our parameters into the same run."""
-    state_mod = pytest.importorskip("ui.playground_state")
-    settings = HeavyTailSettings()
-    for cfg in (settings.config("kl", 2.0, "authors", 3), settings.config("alpha", 10.0, "paper", 1)):
-        case = HEAVY_TAIL_CASES[3]
-        params = playground_params(
-            cfg, source=case.source_spec, target=case.target_spec, M=200, N=150, data_seed=6, dim=2
-        )
-        state, warnings = state_mod.from_query(params, state_mod.default_state())
-        assert warnings == []
-        assert state_mod.config_from_state(state) == cfg
-        assert (state["src"], state["tgt"], state["M"], state["N"], state["data_seed"], state["dim"]) == (
-            "student_t",
-            "gaussian",
-            200,
-            150,
-            6,
-            2,
-        )
 
 
 # ---------------------------------------------------------------------------------------- figures

@@ -13,9 +13,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from gpa_core.config import ConfigError, FlowConfig, parse_hidden, parse_lipschitz
+from gpa_core.config import FIELDS, ConfigError, FlowConfig, parse_hidden, parse_lipschitz
 from gpa_core.data.datasets import DatasetError, format_spec, get_dataset, list_datasets, parse_spec
 from gpa_core.data.presets import Preset
+from ui import query as query_codec
 
 UPLOAD = "upload"
 #: Datasets offered in the UI (``file`` reads server paths and is replaced by an upload).
@@ -32,38 +33,14 @@ LR_CHOICES: tuple[float, ...] = (
     1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1,
 )  # fmt: skip
 
-CONFIG_KEYS: tuple[str, ...] = (
-    "f",
-    "alpha",
-    "kl_form",
-    "logsumexp",
-    "L",
-    "dt",
-    "steps",
-    "inner_steps",
-    "lr",
-    "hidden",
-    "activation",
-    "last_activation",
-    "lipschitz",
-    "penalty_weight",
-    "init",
-    "optimizer_state",
-    "solver",
-    "seed",
-    "device",
-    "dtype",
-)
+#: The FlowConfig fields the playground has widgets for (its settings and its links carry them).
+CONFIG_KEYS: tuple[str, ...] = tuple(name for name, info in FIELDS.items() if info.playground)
+#: The widget's value of an optional choice left unset (last_activation: the same as the others).
+SAME = "same"
 
-#: Query-parameter names: the FlowConfig field names themselves, plus the data keys (the format of
-#: ``ui.query.playground_params``, which other pages use to open a run here).
-QUERY_NAMES: dict[str, str] = {
-    "M": "M",
-    "N": "N",
-    "dim": "dim",
-    "data_seed": "data_seed",
-    **{key: key for key in CONFIG_KEYS},
-}
+#: Query-parameter names besides the dataset specs: the data keys, then the FlowConfig fields by their
+#: own names (the format of ``ui.query``, which other pages use to open a run here).
+QUERY_KEYS: tuple[str, ...] = (*query_codec.DATA_INT_KEYS, *CONFIG_KEYS)
 SIDE_QUERY = {"src": "source", "tgt": "target"}
 
 
@@ -103,10 +80,33 @@ def dataset_params(state: Mapping[str, Any], side: str) -> dict[str, Any]:
 
 
 def config_state(cfg: FlowConfig) -> dict[str, Any]:
-    out = {k: getattr(cfg, k) for k in CONFIG_KEYS}
-    out["hidden"] = hidden_text(cfg.hidden)
-    out["last_activation"] = cfg.last_activation or "same"
-    return out
+    return {k: _widget_value(k, getattr(cfg, k)) for k in CONFIG_KEYS}
+
+
+def _widget_value(key: str, value: Any) -> Any:
+    """A field's value as its widget holds it: hidden as text ("32, 32, 32"), an unset optional choice
+    as ``SAME``."""
+    info = FIELDS[key]
+    if info.kind == "widths":
+        return hidden_text(value)
+    if info.optional and value is None:
+        return SAME
+    return value
+
+
+def _field_value(key: str, value: Any) -> Any:
+    """Inverse of :func:`_widget_value`: the FlowConfig value of a widget's value (ConfigError for
+    hidden widths that cannot be read)."""
+    info = FIELDS[key]
+    if info.kind == "widths":
+        return parse_hidden(value) if isinstance(value, str) else tuple(value)
+    if info.optional and value in (None, SAME, ""):
+        return None
+    if info.kind == "lipschitz":
+        return parse_lipschitz(value)
+    if info.kind == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)  # a number widget may hand back 500.0
+    return value
 
 
 def default_state() -> dict[str, Any]:
@@ -143,14 +143,7 @@ def state_from_preset(preset: Preset, member: int | None = None) -> dict[str, An
 
 def config_from_state(state: Mapping[str, Any]) -> FlowConfig:
     """The FlowConfig the widgets describe (raises ConfigError naming the field)."""
-    values = {k: state[k] for k in CONFIG_KEYS if k in state}
-    values["hidden"] = parse_hidden(values.get("hidden", "32, 32, 32"))
-    if values.get("last_activation") in (None, "same", ""):
-        values["last_activation"] = None
-    values["L"] = parse_lipschitz(values.get("L", 1.0))
-    for key in ("steps", "inner_steps", "seed"):
-        if key in values and isinstance(values[key], float) and values[key].is_integer():
-            values[key] = int(values[key])
+    values = {k: _field_value(k, state[k]) for k in CONFIG_KEYS if k in state}
     try:
         return FlowConfig(**values)
     except TypeError as exc:  # pragma: no cover - a wrong key is a programming error
@@ -160,14 +153,6 @@ def config_from_state(state: Mapping[str, Any]) -> FlowConfig:
 # ---------------------------------------------------------------------------------------------------
 # URL query parameters
 # ---------------------------------------------------------------------------------------------------
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "inf" if math.isinf(value) else repr(value)
-    return str(value)
 
 
 def to_query(state: Mapping[str, Any]) -> dict[str, str]:
@@ -182,12 +167,8 @@ def to_query(state: Mapping[str, Any]) -> dict[str, str]:
         ds = get_dataset(name)
         params = {k: v for k, v in dataset_params(state, side).items() if ds.param(k).kind != "str"}
         out[qname] = format_spec(name, params)
-    for key, qname in QUERY_NAMES.items():
-        if key in state:
-            value = state[key]
-            out[qname] = "none" if value in (None, "same") else _num(value)
-    if "hidden" in state:
-        out["hidden"] = ",".join(str(h) for h in parse_hidden(state["hidden"]))
+    out.update({key: str(state[key]) for key in query_codec.DATA_INT_KEYS if key in state})
+    out.update(query_codec.config_params({k: _field_value(k, state[k]) for k in CONFIG_KEYS if k in state}))
     return out
 
 
@@ -199,7 +180,7 @@ def from_query(query: Mapping[str, str], base: Mapping[str, Any]) -> tuple[dict[
     it, else takes the datasets' own."""
     state = dict(base)
     warnings: list[str] = []
-    relevant = set(SIDE_QUERY.values()) | set(QUERY_NAMES.values())
+    relevant = set(SIDE_QUERY.values()) | set(QUERY_KEYS)
     if not relevant & set(query):
         return state, warnings
     state.update(config_state(FlowConfig()))
@@ -222,15 +203,14 @@ def from_query(query: Mapping[str, str], base: Mapping[str, Any]) -> tuple[dict[
             warnings.append(f"Ignored the link's {label} '{text[:60]}': {exc}")
     if "dim" not in query:
         state["dim"] = _common_dim(state["src"], state["tgt"], int(state.get("dim", 2)))
-    inverse = {q: k for k, q in QUERY_NAMES.items()}
-    for qname, raw in query.items():
-        key = inverse.get(qname)
-        if key is None:
+    for key, raw in query.items():
+        if key not in QUERY_KEYS:
             continue
         text = str(raw)
         before = state.get(key)
         try:
-            state[key] = _parse_value(key, text)
+            value = query_codec.read_param(key, text)
+            state[key] = _widget_value(key, value) if key in CONFIG_KEYS else value
             if key in CONFIG_KEYS:
                 config_from_state(state)  # validate this one change now
             elif key in ("M", "N") and not 1 <= state[key] <= MAX_POINTS:
@@ -241,7 +221,7 @@ def from_query(query: Mapping[str, str], base: Mapping[str, Any]) -> tuple[dict[
                 raise ValueError("must be ≥ 0")
         except (ValueError, ConfigError) as exc:
             state[key] = before
-            warnings.append(f"Ignored the link's {qname}={text[:40]}: {exc}")
+            warnings.append(f"Ignored the link's {key}={text[:40]}: {exc}")
     return state, warnings
 
 
@@ -253,35 +233,3 @@ def _common_dim(src: str, tgt: str, preferred: int) -> int:
     fixed = [a for a in allowed if a is not None]
     shared = set(fixed[0]).intersection(*fixed[1:]) if fixed else set()
     return min(shared) if shared else get_dataset(src if src != UPLOAD else tgt).default_dim
-
-
-def _parse_value(key: str, text: str) -> Any:
-    if key in ("M", "N", "dim", "data_seed", "steps", "inner_steps", "seed"):
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError("not a whole number") from None
-    if key == "L":
-        value = parse_lipschitz(text)
-        if not (value > 0):
-            raise ValueError("must be a positive number or inf")
-        return value
-    if key == "lr":
-        value = float(text)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError("must be a positive number")
-        return value
-    if key in ("alpha", "dt", "penalty_weight"):
-        value = float(text)
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-        return value
-    if key == "logsumexp":
-        if text.lower() not in ("0", "1", "true", "false"):
-            raise ValueError("must be true or false")
-        return text.lower() in ("1", "true")
-    if key == "hidden":
-        return hidden_text(parse_hidden(text))
-    if key == "last_activation":
-        return "same" if text.lower() in ("same", "none", "") else text
-    return text

@@ -1,19 +1,52 @@
-"""The playground's URL: the query parameters that open a run there, and their inverse."""
+"""Links: the one codec between a run and query parameters (strings), used by the pages that open a run in
+the playground (:func:`playground_params`) and by the playground's own URL (``ui/playground_state.py``).
+
+A link holds the data — ``source`` and ``target`` dataset specs, ``M``, ``N``, ``data_seed`` (the source
+is drawn with it, the target with it + 1, as :func:`sample_pair` does) and ``dim`` if given — and
+FlowConfig fields by their own names, each in the text form of :func:`gpa_core.config.field_to_text`
+(L as ``inf`` when unregularized, hidden as ``32,32,32``, ``true``/``false``, ``none``).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from gpa_core.config import ConfigError, FlowConfig
+from gpa_core.config import RUN_FIELDS, ConfigError, FlowConfig, field_from_text, field_to_text
 
 
 class QueryError(ValueError):
     """A query parameter that cannot be read; the message names it."""
 
 
-# ========================================================================================= playground
+#: Whole-number data parameters of a link (the dataset specs ``source``/``target`` are text).
+DATA_INT_KEYS: tuple[str, ...] = ("M", "N", "data_seed", "dim")
+#: The FlowConfig fields a link may carry: all that define a run (not the free-text notes).
+CONFIG_PARAMS: tuple[str, ...] = RUN_FIELDS
+
+
+def config_params(values: Mapping[str, Any]) -> dict[str, str]:
+    """FlowConfig field values (by field name) → query parameters."""
+    return {name: field_to_text(name, value) for name, value in values.items()}
+
+
+def read_param(key: str, text: str) -> Any:
+    """One query parameter → its value: a FlowConfig field in its text form, or a whole-number data
+    parameter. QueryError naming the parameter when the text cannot be read (the ranges are checked by
+    whoever uses the value: FlowConfig for its fields)."""
+    if key in DATA_INT_KEYS:
+        try:
+            return int(str(text))
+        except ValueError:
+            raise QueryError(f"{key} must be a whole number; got {text!r}") from None
+    if key not in CONFIG_PARAMS:
+        raise QueryError(f"{key} is not a parameter of a run")
+    try:
+        return field_from_text(key, text)
+    except ConfigError as exc:
+        raise QueryError(str(exc)) from None
+
+
 def playground_params(
     config: FlowConfig,
     *,
@@ -25,33 +58,15 @@ def playground_params(
     dim: int | None = None,
 ) -> dict[str, str]:
     """Query parameters that open a run in the playground (``pages/playground.py`` reads them, or the same
-    dict in ``st.session_state["playground_request"]``): source/target dataset specs, M, N, the data seed
-    (the source is drawn with it, the target with it + 1, as :func:`sample_pair` does), the dimension if
-    given, and every FlowConfig field that differs from the defaults (L as "inf" when unregularized, hidden
-    as "32,32,32")."""
+    dict in ``st.session_state["playground_request"]``): the data and every FlowConfig field that differs
+    from the defaults."""
     params: dict[str, str] = {"source": source, "target": target, "M": str(int(M)), "N": str(int(N))}
     params["data_seed"] = str(int(data_seed))
     if dim is not None:
         params["dim"] = str(int(dim))
-    default = FlowConfig().to_dict()
-    for key, value in config.to_dict().items():
-        if key == "notes" or value == default.get(key):
-            continue
-        if key == "hidden":
-            params[key] = ",".join(str(int(h)) for h in value)
-        elif isinstance(value, bool):
-            params[key] = "true" if value else "false"
-        elif value is None:
-            params[key] = "none"
-        elif isinstance(value, float):
-            params[key] = repr(value)
-        else:
-            params[key] = str(value)
-    return params
-
-
-_INT_FIELDS = {"steps", "inner_steps", "power_iterations", "record_every", "seed"}
-_BOOL_FIELDS = {"logsumexp"}
+    default = FlowConfig()
+    changed = {n: getattr(config, n) for n in CONFIG_PARAMS if getattr(config, n) != getattr(default, n)}
+    return {**params, **config_params(changed)}
 
 
 def parse_playground_params(params: Mapping[str, str]) -> tuple[dict[str, Any], FlowConfig]:
@@ -64,39 +79,16 @@ def parse_playground_params(params: Mapping[str, str]) -> tuple[dict[str, Any], 
         "N": None,
         "data_seed": 0,
     }
-    if "dim" in params:
-        data["dim"] = None
-    for key in ("M", "N", "data_seed", "dim"):
-        if key in params:
-            try:
-                data[key] = int(params[key])
-            except ValueError:
-                raise QueryError(
-                    f"query parameter {key} must be a whole number; got {params[key]!r}"
-                ) from None
-    known = {f.name for f in dataclasses.fields(FlowConfig)} - {"notes"}
-    fields_: dict[str, Any] = {}
-    for key in known & set(params):
-        raw = str(params[key])
+    values: dict[str, Any] = {}
+    for key, text in params.items():
+        if key not in DATA_INT_KEYS and key not in CONFIG_PARAMS:
+            continue
         try:
-            if key == "hidden":
-                fields_[key] = tuple(int(w) for w in raw.split(",") if w.strip())
-            elif key in _INT_FIELDS:
-                fields_[key] = int(raw)
-            elif key in _BOOL_FIELDS:
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                fields_[key] = raw.lower() in ("true", "1")
-            elif key == "last_activation":
-                fields_[key] = None if raw.lower() == "none" else raw
-            elif key in ("alpha", "dt", "lr", "penalty_weight", "converge_tol"):
-                fields_[key] = float(raw)
-            else:
-                fields_[key] = raw  # L is parsed by FlowConfig.from_dict ("inf" allowed)
-        except ValueError:
-            raise QueryError(f"query parameter {key} has a bad value {raw!r}") from None
+            (data if key in DATA_INT_KEYS else values)[key] = read_param(key, text)
+        except QueryError as exc:
+            raise QueryError(f"query parameter {exc}") from None
     try:
-        config = FlowConfig.from_dict(fields_)
-    except (ConfigError, TypeError) as exc:
+        config = FlowConfig(**values)
+    except (ConfigError, TypeError, ValueError) as exc:
         raise QueryError(f"query parameters do not make a valid configuration: {exc}") from exc
     return data, config

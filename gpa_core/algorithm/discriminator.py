@@ -84,7 +84,7 @@ class BatchedMLP:
         warm_up: bool = True,
     ) -> None:
         """``warm_up=False`` leaves the power-iteration vectors at their random unit start (the
-        compiled path warms them member by member, see ``kernel.prepare_members``)."""
+        compiled path warms them member by member, see ``kernel.step.prepare_members``)."""
         if len(seeds) != K:
             raise ValueError(f"need one seed per member: K = {K}, got {len(seeds)} seeds")
         if len(activations) != len(hidden):

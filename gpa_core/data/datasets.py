@@ -28,7 +28,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gpa_core.data.points import Note, image_to_points, load_points, read_points
+from gpa_core.data.checks import Note
+from gpa_core.data.images import image_to_points
+from gpa_core.data.points import load_points, read_points
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -47,7 +49,7 @@ __all__ = [
     "spec_notes",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE = "assets/images/gpa.png"
 """The image sampled by the ``image`` dataset unless a path is given (relative to the repository root)."""
 MAX_N = 1_000_000
@@ -314,25 +316,108 @@ def _resolve_path(path: str) -> str:
     return str(candidate) if candidate.exists() else str(p)
 
 
-# ---- samplers: (rng, n, dim, params) -> (n, dim) ---------------------------------------------------------
+# ---- the registry ----------------------------------------------------------------------------------------
+
+_POS = {"low": 0.0, "low_open": True}  # a strictly positive number
+_LOC = ParamSpec("loc", "float", 0.0, help="Centre: added to every coordinate.")
+_SCALE = ParamSpec("scale", "float", 1.0, log=True, help="Multiplies every coordinate.", **_POS)
+
+_REGISTRY: dict[str, DatasetSpec] = {}
 
 
+def _dataset(
+    name: str,
+    label: str,
+    *params: ParamSpec,
+    description: str,
+    dims: tuple[int, ...] | None = None,
+    default_dim: int = 2,
+    **more: Any,
+) -> Callable[[Sampler], Sampler]:
+    """Register the decorated sampler as the dataset ``name`` (the arguments are the fields of
+    :class:`DatasetSpec`: any dimension, 2 by default, unless ``dims`` and ``default_dim`` say otherwise).
+    Datasets are listed in the order they are registered."""
+
+    def register(sampler: Sampler) -> Sampler:
+        _REGISTRY[name] = DatasetSpec(name, label, params, dims, default_dim, description, sampler, **more)
+        return sampler
+
+    return register
+
+
+# ---- the datasets, in registry order: each sampler (rng, n, dim, params) -> (n, dim) under its spec ------
+
+
+@_dataset(
+    "gaussian",
+    "Gaussian",
+    ParamSpec("mean", "float", 0.0, help="Mean of every coordinate (10 gives the centre (10, 10))."),
+    ParamSpec("std", "float", 1.0, log=True, help="Standard deviation of every coordinate.", **_POS),
+    description="A round bell-shaped cloud: every coordinate independent normal with the given mean "
+    "and standard deviation.",
+    paper="source of most experiments, e.g. N((10, 10), 0.5²I) in Fig. 4 / Table 1",
+)
 def _gaussian(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     assert d is not None
     return p["mean"] + p["std"] * rng.standard_normal((n, d))
 
 
+@_dataset(
+    "mixture",
+    "Four Gaussian wells",
+    ParamSpec("std", "float", 0.5, log=True, help="Standard deviation of each well.", **_POS),
+    ParamSpec("spacing", "float", 4.0, help="Side of the square the four centres sit on.", **_POS),
+    dims=(2,),
+    description="An equal mix of four round Gaussian blobs centred at the corners (0, 0), (4, 0), "
+    "(0, 4), (4, 4) of a square.",
+    paper="target of Fig. 2-3 (std 0.5, spacing 4)",
+)
 def _mixture(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     centres = p["spacing"] * np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     which = rng.integers(0, 4, size=n)
     return centres[which] + p["std"] * rng.standard_normal((n, 2))
 
 
+@_dataset(
+    "student_t",
+    "Student-t (heavy tails)",
+    ParamSpec(
+        "nu",
+        "float",
+        3.0,
+        log=True,
+        help="Degrees of freedom ν: smaller means heavier tails (ν ≤ 2: infinite variance, ν ≤ 1: no mean).",
+        **_POS,
+    ),
+    _LOC,
+    _SCALE,
+    description="Every coordinate an independent Student-t(ν): mostly near the centre but with rare, "
+    "very distant outliers when ν is small.",
+    paper="Fig. 4 and Table 1 (ν = 3, 1.5, 0.5)",
+)
 def _student_t(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     assert d is not None
     return p["loc"] + p["scale"] * rng.standard_t(p["nu"], size=(n, d))
 
 
+@_dataset(
+    "ggm",
+    "Generalized Gaussian GGM(β)",
+    ParamSpec(
+        "beta",
+        "float",
+        0.5,
+        log=True,
+        help="Shape β: 2 is Gaussian-like, 1 is Laplace, β < 1 gives stretched-exponential tails.",
+        **_POS,
+    ),
+    _LOC,
+    _SCALE,
+    description="Every coordinate independent with density ∝ exp(−|x|^β): "
+    "heavy (but not polynomial) tails for β < 1, "
+    "with all moments finite.",
+    paper="Table 1 (β = 0.5)",
+)
 def _ggm(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     """Exact sampling of density ∝ exp(−|x|^β) per coordinate: |x| = G^{1/β}, G ~ Gamma(1/β, 1)."""
     assert d is not None
@@ -342,11 +427,38 @@ def _ggm(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> 
     return p["loc"] + p["scale"] * sign * magnitude
 
 
+def _check_uniform(p: dict[str, Any]) -> str | None:
+    if p["low"] >= p["high"]:
+        return f"low ({_fmt(p['low'])}) must be smaller than high ({_fmt(p['high'])})."
+    return None
+
+
+@_dataset(
+    "uniform",
+    "Uniform box",
+    ParamSpec("low", "float", 0.0, help="Lower end of every coordinate."),
+    ParamSpec("high", "float", 1.0, help="Upper end of every coordinate (must exceed low)."),
+    description="Points spread evenly over the box [low, high] in every coordinate.",
+    check=_check_uniform,
+    paper="MNIST source Unif[0, 1]^784 in Fig. 5",
+)
 def _uniform(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     assert d is not None
     return p["low"] + (p["high"] - p["low"]) * rng.random((n, d))
 
 
+@_dataset(
+    "swiss_roll",
+    "Swiss roll",
+    ParamSpec("noise", "float", 0.0, low=0.0, help="Standard deviation of Gaussian noise added."),
+    ParamSpec("scale", "float", 1.0, log=True, help="Multiplies every coordinate.", **_POS),
+    dims=(2, 3),
+    default_dim=3,
+    description="A sheet rolled up like a cake roll (scikit-learn's make_swiss_roll); in 2-D its side "
+    "view, a spiral.",
+    default_n=1000,
+    paper="Fig. 6 (3-D, no noise)",
+)
 def _swiss_roll(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     from sklearn.datasets import make_swiss_roll
 
@@ -376,6 +488,24 @@ def carpet_cells(level: int) -> np.ndarray:
     return cells
 
 
+@_dataset(
+    "sierpinski",
+    "Sierpinski carpet",
+    ParamSpec(
+        "level",
+        "int",
+        4,
+        low=1,
+        high=6,
+        help="Number of scales k: the 3^k × 3^k grid keeps 8^k cells (level 4: 4096).",
+    ),
+    ParamSpec("size", "float", 10.0, help="The carpet covers [0, size]².", **_POS),
+    dims=(2, 3),
+    description="A fractal: a square with its middle ninth removed, repeated at k scales; points fall "
+    "in the kept cells (one per cell when n = 8^k). In 3-D the carpet lies flat at z = 0.",
+    default_n=4096,
+    paper="Fig. 7 (2-D, level 4, 4096 points) and Fig. 1 (3-D)",
+)
 def _sierpinski(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     cells = carpet_cells(p["level"])
     idx = _subsample_rows(rng, len(cells), n)
@@ -398,6 +528,22 @@ def _digits_data() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@_dataset(
+    "digits",
+    "Handwritten digits (8×8)",
+    ParamSpec(
+        "digit",
+        "choice",
+        "all",
+        choices=("all", *(str(k) for k in range(10))),
+        help="Use only images of this digit (about 180 each) or all 1,797.",
+    ),
+    dims=(64,),
+    default_dim=64,
+    description="scikit-learn's 8×8 images of handwritten digits: each image is a point in 64 "
+    "dimensions, pixel brightness scaled to [0, 1].",
+    paper="stands in for MNIST (Fig. 5, 9, 10)",
+)
 def _digits(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     x, y = _digits_data()
     if p["digit"] != "all":
@@ -405,6 +551,16 @@ def _digits(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) 
     return x[_subsample_rows(rng, len(x), n)]
 
 
+@_dataset(
+    "image",
+    "Picture (dark pixels)",
+    ParamSpec("path", "str", DEFAULT_IMAGE, help="Image file (PNG, JPEG, ...)."),
+    ParamSpec("threshold", "float", 0.5, low=0.0, high=1.0, help="Pixels darker than this (0-1) are used."),
+    ParamSpec("size", "float", 10.0, help="The longer side of the image spans [0, size].", **_POS),
+    dims=(2,),
+    description="Points spread over the dark parts of a picture (by default the letters GPA).",
+    default_n=2000,
+)
 def _image(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     return image_to_points(
         _resolve_path(p["path"]),
@@ -415,225 +571,20 @@ def _image(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -
     )
 
 
+@_dataset(
+    "file",
+    "Points from a file",
+    ParamSpec("path", "str", "", help="A .csv, .tsv, .txt, .npy or .npz file, one point per row."),
+    description="Your own points, one per row of a CSV/TSV/text/NumPy file; a random subset when you "
+    "ask for fewer points than the file has (all rows when you ask for more).",
+    default_n=1000,
+    dim_from_data=True,
+)
 def _file(rng: np.random.Generator, n: int, d: int | None, p: dict[str, Any]) -> np.ndarray:
     points = load_points(_resolve_path(p["path"]), expected_dim=d)
     if n >= len(points):
         return points  # asking for more points than rows returns every row once
     return points[_subsample_rows(rng, len(points), n)]
-
-
-def _check_uniform(p: dict[str, Any]) -> str | None:
-    if p["low"] >= p["high"]:
-        return f"low ({_fmt(p['low'])}) must be smaller than high ({_fmt(p['high'])})."
-    return None
-
-
-# ---- the registry ----------------------------------------------------------------------------------------
-
-_POS = {"low": 0.0, "low_open": True}  # a strictly positive number
-_LOC = ParamSpec("loc", "float", 0.0, help="Centre: added to every coordinate.")
-_SCALE = ParamSpec("scale", "float", 1.0, log=True, help="Multiplies every coordinate.", **_POS)
-
-_REGISTRY: dict[str, DatasetSpec] = {}
-
-
-def _register(spec: DatasetSpec) -> None:
-    _REGISTRY[spec.name] = spec
-
-
-_register(
-    DatasetSpec(
-        name="gaussian",
-        label="Gaussian",
-        params=(
-            ParamSpec("mean", "float", 0.0, help="Mean of every coordinate (10 gives the centre (10, 10))."),
-            ParamSpec("std", "float", 1.0, log=True, help="Standard deviation of every coordinate.", **_POS),
-        ),
-        dims=None,
-        default_dim=2,
-        description="A round bell-shaped cloud: every coordinate independent normal with the given mean "
-        "and standard deviation.",
-        sampler=_gaussian,
-        paper="source of most experiments, e.g. N((10, 10), 0.5²I) in Fig. 4 / Table 1",
-    )
-)
-_register(
-    DatasetSpec(
-        name="mixture",
-        label="Four Gaussian wells",
-        params=(
-            ParamSpec("std", "float", 0.5, log=True, help="Standard deviation of each well.", **_POS),
-            ParamSpec("spacing", "float", 4.0, help="Side of the square the four centres sit on.", **_POS),
-        ),
-        dims=(2,),
-        default_dim=2,
-        description="An equal mix of four round Gaussian blobs centred at the corners (0, 0), (4, 0), "
-        "(0, 4), (4, 4) of a square.",
-        sampler=_mixture,
-        paper="target of Fig. 2-3 (std 0.5, spacing 4)",
-    )
-)
-_register(
-    DatasetSpec(
-        name="student_t",
-        label="Student-t (heavy tails)",
-        params=(
-            ParamSpec(
-                "nu",
-                "float",
-                3.0,
-                log=True,
-                help="Degrees of freedom ν: smaller means heavier tails (ν ≤ 2: infinite variance, "
-                "ν ≤ 1: no mean).",
-                **_POS,
-            ),
-            _LOC,
-            _SCALE,
-        ),
-        dims=None,
-        default_dim=2,
-        description="Every coordinate an independent Student-t(ν): mostly near the centre but with rare, "
-        "very distant outliers when ν is small.",
-        sampler=_student_t,
-        paper="Fig. 4 and Table 1 (ν = 3, 1.5, 0.5)",
-    )
-)
-_register(
-    DatasetSpec(
-        name="ggm",
-        label="Generalized Gaussian GGM(β)",
-        params=(
-            ParamSpec(
-                "beta",
-                "float",
-                0.5,
-                log=True,
-                help="Shape β: 2 is Gaussian-like, 1 is Laplace, β < 1 gives stretched-exponential tails.",
-                **_POS,
-            ),
-            _LOC,
-            _SCALE,
-        ),
-        dims=None,
-        default_dim=2,
-        description="Every coordinate independent with density ∝ exp(−|x|^β): heavy (but not polynomial) "
-        "tails for β < 1, with all moments finite.",
-        sampler=_ggm,
-        paper="Table 1 (β = 0.5)",
-    )
-)
-_register(
-    DatasetSpec(
-        name="uniform",
-        label="Uniform box",
-        params=(
-            ParamSpec("low", "float", 0.0, help="Lower end of every coordinate."),
-            ParamSpec("high", "float", 1.0, help="Upper end of every coordinate (must exceed low)."),
-        ),
-        dims=None,
-        default_dim=2,
-        description="Points spread evenly over the box [low, high] in every coordinate.",
-        sampler=_uniform,
-        check=_check_uniform,
-        paper="MNIST source Unif[0, 1]^784 in Fig. 5",
-    )
-)
-_register(
-    DatasetSpec(
-        name="swiss_roll",
-        label="Swiss roll",
-        params=(
-            ParamSpec("noise", "float", 0.0, low=0.0, help="Standard deviation of Gaussian noise added."),
-            ParamSpec("scale", "float", 1.0, log=True, help="Multiplies every coordinate.", **_POS),
-        ),
-        dims=(2, 3),
-        default_dim=3,
-        description="A sheet rolled up like a cake roll (scikit-learn's make_swiss_roll); in 2-D its side "
-        "view, a spiral.",
-        sampler=_swiss_roll,
-        default_n=1000,
-        paper="Fig. 6 (3-D, no noise)",
-    )
-)
-_register(
-    DatasetSpec(
-        name="sierpinski",
-        label="Sierpinski carpet",
-        params=(
-            ParamSpec(
-                "level",
-                "int",
-                4,
-                low=1,
-                high=6,
-                help="Number of scales k: the 3^k × 3^k grid keeps 8^k cells (level 4: 4096).",
-            ),
-            ParamSpec("size", "float", 10.0, help="The carpet covers [0, size]².", **_POS),
-        ),
-        dims=(2, 3),
-        default_dim=2,
-        description="A fractal: a square with its middle ninth removed, repeated at k scales; points fall "
-        "in the kept cells (one per cell when n = 8^k). In 3-D the carpet lies flat at z = 0.",
-        sampler=_sierpinski,
-        default_n=4096,
-        paper="Fig. 7 (2-D, level 4, 4096 points) and Fig. 1 (3-D)",
-    )
-)
-_register(
-    DatasetSpec(
-        name="digits",
-        label="Handwritten digits (8×8)",
-        params=(
-            ParamSpec(
-                "digit",
-                "choice",
-                "all",
-                choices=("all", *(str(k) for k in range(10))),
-                help="Use only images of this digit (about 180 each) or all 1,797.",
-            ),
-        ),
-        dims=(64,),
-        default_dim=64,
-        description="scikit-learn's 8×8 images of handwritten digits: each image is a point in 64 "
-        "dimensions, pixel brightness scaled to [0, 1].",
-        sampler=_digits,
-        paper="stands in for MNIST (Fig. 5, 9, 10)",
-    )
-)
-_register(
-    DatasetSpec(
-        name="image",
-        label="Picture (dark pixels)",
-        params=(
-            ParamSpec("path", "str", DEFAULT_IMAGE, help="Image file (PNG, JPEG, ...)."),
-            ParamSpec(
-                "threshold", "float", 0.5, low=0.0, high=1.0, help="Pixels darker than this (0-1) are used."
-            ),
-            ParamSpec("size", "float", 10.0, help="The longer side of the image spans [0, size].", **_POS),
-        ),
-        dims=(2,),
-        default_dim=2,
-        description="Points spread over the dark parts of a picture (by default the letters GPA).",
-        sampler=_image,
-        default_n=2000,
-    )
-)
-_register(
-    DatasetSpec(
-        name="file",
-        label="Points from a file",
-        params=(
-            ParamSpec("path", "str", "", help="A .csv, .tsv, .txt, .npy or .npz file, one point per row."),
-        ),
-        dims=None,
-        default_dim=2,
-        description="Your own points, one per row of a CSV/TSV/text/NumPy file; a random subset when you "
-        "ask for fewer points than the file has (all rows when you ask for more).",
-        sampler=_file,
-        default_n=1000,
-        dim_from_data=True,
-    )
-)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -660,7 +611,7 @@ def sample(name: str, n: int, *, seed: int = 0, dim: int | None = None, **params
     ``dim`` defaults to the dataset's ``default_dim``. Parameters are validated and coerced by their
     :class:`ParamSpec` (strings such as ``"0.5"`` are accepted). For ``file``, asking for more points
     than the file has returns all its rows (so fewer than ``n``); file problems raise
-    :class:`gpa_core.data.points.DataFileError`.
+    :class:`gpa_core.data.sources.DataFileError`.
     """
     return get_dataset(name).sample(n, seed=seed, dim=dim, **params)
 

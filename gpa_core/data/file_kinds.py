@@ -1,5 +1,5 @@
 """What an uploaded file's bytes are, before a reader parses them: the signatures both readers
-(:mod:`gpa_core.data.points` for points and images, :mod:`gpa_core.genes.text` for gene studies) check, the
+(:mod:`gpa_core.data.tables` for points, :mod:`gpa_core.genes.text` for gene studies) check, the
 contents of a zip archive (a spreadsheet is a zip), and UTF-16 text without a byte-order mark. Each
 reader words its own message from these answers."""
 

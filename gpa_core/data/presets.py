@@ -46,7 +46,7 @@ __all__ = [
     "parse_preset",
 ]
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _KEYS = {
     "id",
@@ -78,9 +78,12 @@ class DataSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
     def sample(self, n: int, *, seed: int, dim: int | None) -> np.ndarray:
+        """``n`` points of this dataset drawn with ``seed``, an ``(n, d)`` float64 array (d = ``dim``, or the
+        dataset's default when None; a ``file`` dataset gives at most its rows)."""
         return sample(self.name, n, seed=seed, dim=dim, **self.params)
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``{"name": ..., "params": {...}}`` object a preset file holds."""
         return {"name": self.name, "params": dict(self.params)}
 
 
@@ -110,18 +113,22 @@ class Preset:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """The members' labels, in order."""
         return tuple(label for label, _ in self.members)
 
     def member_config(self, k: int | None = None) -> FlowConfig:
+        """Member ``k``'s configuration (the default member's when ``k`` is None)."""
         k = self.default_member if k is None else k
         if not 0 <= k < len(self.members):
             raise PresetError(f"preset '{self.id}' has members 0..{len(self.members) - 1}; got {k}")
         return self.members[k][1]
 
     def sample_source(self) -> np.ndarray:
+        """The source points, ``(M, dim)`` float64, drawn with ``data_seed``."""
         return self.source.sample(self.M, seed=self.data_seed, dim=self.dim)
 
     def sample_target(self) -> np.ndarray:
+        """The target points, ``(N, dim)`` float64, drawn with ``data_seed + 1``."""
         return self.target.sample(self.N, seed=self.data_seed + 1, dim=self.dim)
 
 
@@ -207,17 +214,6 @@ def parse_preset(data: Any, where: str = "preset") -> Preset:
     default = data.get("default_member", 0)
     if isinstance(default, bool) or not isinstance(default, int) or not 0 <= default < len(members):
         raise _fail(where, f"'default_member' must be in 0..{len(members) - 1}; got {default!r}")
-    shape = data.get("image_shape")
-    image_shape = None
-    if shape is not None:
-        if (
-            not isinstance(shape, list)
-            or len(shape) != 2
-            or not all(isinstance(v, int) and v > 0 for v in shape)
-            or shape[0] * shape[1] != dim
-        ):
-            raise _fail(where, f"'image_shape' must be [height, width] with height·width = dim = {dim}")
-        image_shape = (shape[0], shape[1])
     return Preset(
         id=pid,
         title=data["title"],
@@ -228,12 +224,26 @@ def parse_preset(data: Any, where: str = "preset") -> Preset:
         M=M,
         N=N,
         dim=dim,
+        image_shape=_image_shape(data.get("image_shape"), where, dim),  # checked last, against dim
         data_seed=seed,
         config=base,
         members=tuple(members),
         default_member=default,
-        image_shape=image_shape,
     )
+
+
+def _image_shape(shape: Any, where: str, dim: int) -> tuple[int, int] | None:
+    """A preset's optional ``image_shape``: ``[height, width]`` with height·width = ``dim``."""
+    if shape is None:
+        return None
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(v, int) and v > 0 for v in shape)
+        or shape[0] * shape[1] != dim
+    ):
+        raise _fail(where, f"'image_shape' must be [height, width] with height·width = dim = {dim}")
+    return (shape[0], shape[1])
 
 
 def _auto_label(c: FlowConfig) -> str:

@@ -14,17 +14,16 @@ physical time is recorded and its last finite particles are kept. Members never 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from gpa_core.algorithm.discriminator import WARM_UP_ITERATIONS, BatchedAdam, BatchedMLP
+from gpa_core.algorithm import solvers
+from gpa_core.algorithm.discriminator import BatchedAdam, BatchedMLP
 from gpa_core.algorithm.divergences import (
     ObjectiveEval,
     ObjectiveKind,
@@ -32,32 +31,8 @@ from gpa_core.algorithm.divergences import (
     optimal_nu,
     output_activation,
 )
-from gpa_core.algorithm.solvers import advance
-from gpa_core.config import ConfigError, FlowConfig, check_batch
+from gpa_core.config import LIVE_FIELDS, ConfigError, FlowConfig, check_batch
 from gpa_core.devices import cpu_threads, resolve_device
-from gpa_core.engine import kernel
-
-#: Fields that can change during a run without resetting particles or networks.
-LIVE_FIELDS: frozenset[str] = frozenset(
-    {
-        "f",
-        "alpha",
-        "kl_form",
-        "logsumexp",
-        "L",
-        "dt",
-        "steps",
-        "lr",
-        "inner_steps",
-        "penalty_weight",
-        "solver",
-        "converge_tol",
-        "record_every",
-        "lipschitz",
-        "notes",
-        "power_iterations",
-    }
-)
 
 RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count as a runaway
 #: How long an "auto" flow waits for the compiled kernels to load from a warm disk cache (about a
@@ -120,6 +95,32 @@ class MemberSummary:
         return dict(self.__dict__)
 
 
+def projection_mode(config: FlowConfig) -> str:
+    """How a member's weights are projected: its ``lipschitz`` mode, or "none" where L = ∞."""
+    return config.lipschitz if math.isfinite(config.L) else "none"
+
+
+def objective_kind(config: FlowConfig) -> ObjectiveKind:
+    """The objective a member maximises: its f, and for KL the form and its numerics."""
+    return ObjectiveKind(config.f, config.kl_form if config.f == "kl" else "lt", config.logsumexp)
+
+
+class Engine(Protocol):
+    """How a GPAFlow computes Algorithm 3.1's particle steps: ``EagerEngine`` (Torch operations, any
+    device and dtype, below) or ``kernel.CompiledEngine`` (the Numba kernel: CPU, float32, no gradient
+    penalty; gpa_core/engine/kernel/). An engine is made once the flow has its network and optimizer
+    and starts the members (lines 3–4); it changes the flow's state in place — particles, networks
+    and ν, Adam's state, power-iteration vectors, time, status — and extends its history."""
+
+    def advance(self, flow: GPAFlow, n: int) -> int:
+        """Advance every active member of ``flow`` by up to ``n`` particle steps; the steps taken."""
+        ...
+
+    def reconfigure(self, flow: GPAFlow) -> None:
+        """Take up the flow's new configurations (a live change) and project W under them (line 9)."""
+        ...
+
+
 class GPAFlow:
     """Lipschitz-regularized generative particle flow for K ≥ 1 members sharing data shapes.
 
@@ -154,7 +155,7 @@ class GPAFlow:
         self.N = self.X.shape[1]
         if engine is None:
             self.engine, self.engine_reason = self._choose_engine(configs)
-        else:  # select(): the same path as the flow it came from
+        else:  # select(): the same path as the flow it came from (and the kernel's warm-up run)
             self.engine, self.engine_reason = engine, "continues its parent run"
         acts = [c0.activation] * len(c0.hidden)
         if c0.last_activation is not None:
@@ -192,30 +193,10 @@ class GPAFlow:
         #: sessions and batches (where it gains nothing: the playground ran ~770 steps/s either
         #: way); 2 makes a single large run about 1.7× faster. Results are the same bit for bit.
         self.threads_per_member = 1
-        self._kernel_pool: tuple[ThreadPoolExecutor, int] | None = None  # (pool, size), kept: ~1 ms to make
-        self._scratch: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # per (task, threads)
-        self._pending: list[tuple[int, dict[str, Tensor]]] = []
-        self._latest: dict[str, np.ndarray] = {}
-        if self.engine == "compiled":
-            self.Y = self.Y.contiguous()
-            self._X_c = self.X.contiguous()
-            self.G_c = (
-                torch.zeros(self.K, 0, self.d, dtype=self.dtype) if self.G is None else self.G.contiguous()
-            )
-            if self.G is not None:
-                self.G = self.G_c
         self._set_configs(configs)
         self.optimizer = BatchedAdam(self.net.flat, self._lr)
-        if self.engine == "compiled":
-            p = self._kernel_params
-            kernel.prepare_members(
-                self._X_c.numpy(), self.net.flat.numpy(), self.net.power_flat.numpy(),
-                self.net.diagnostic_flat.numpy(), p["widths"], p["w_off"], p["b_off"], p["v_off"], p["acts"],
-                p["codes"], p["alpha"], p["scale"], p["lip"], p["power_its"], WARM_UP_ITERATIONS,
-            )  # fmt: skip
-        else:
-            self._project()  # Algorithm 3.1, line 4
-            self._init_nu()
+        #: how the steps are computed (the engine starts the members: Algorithm 3.1, lines 3–4)
+        self._engine: Engine = self._make_engine()
 
     def _choose_engine(self, configs: tuple[FlowConfig, ...]) -> tuple[str, str]:
         """("compiled" | "eager", why): the compiled kernel serves CPU float32 runs without a
@@ -230,6 +211,7 @@ class GPAFlow:
             blockers.append("the dtype is float64 (the compiled kernel is float32)")
         if any(c.lipschitz == "penalty" and math.isfinite(c.L) for c in configs):
             blockers.append("a member uses the gradient penalty (autograd)")
+        blockers += sorted({reason for c in configs if (reason := kernel.unsupported(c))})
         if not kernel.available():
             blockers.append("Numba is not installed")
         if blockers:
@@ -245,6 +227,11 @@ class GPAFlow:
         if kernel.compile_error() is not None:
             return "eager", f"auto: the kernel failed to compile ({kernel.compile_error()})"
         return "eager", "auto: the kernel is still compiling (later runs will use it)"
+
+    def _make_engine(self) -> Engine:
+        if self.engine == "compiled":
+            return kernel.CompiledEngine(self)
+        return EagerEngine(self)
 
     def _init_nu(self) -> None:
         """Start ν at its exact minimiser for φ_0 (Algorithm 3.1 line 3 starts at ν = 0, which for
@@ -277,7 +264,7 @@ class GPAFlow:
         self._L = torch.tensor([c.L for c in configs], device=dev, dtype=torch.float64)
         finite_L = torch.where(torch.isfinite(self._L), self._L, torch.ones_like(self._L))
         self._layer_scale = (finite_L ** (1.0 / self.net.depth)).to(dt)
-        modes = [c.lipschitz if math.isfinite(c.L) else "none" for c in configs]
+        modes = [projection_mode(c) for c in configs]
         self._use_spectral = torch.tensor([m == "spectral" for m in modes], device=dev)
         self._all_spectral = all(m == "spectral" for m in modes)
         self._use_frobenius = torch.tensor([m == "frobenius" for m in modes], device=dev)
@@ -297,39 +284,8 @@ class GPAFlow:
             self.optimizer.set_lr(self._lr)
         groups: dict[ObjectiveKind, list[int]] = {}
         for k, c in enumerate(configs):
-            kind = ObjectiveKind(c.f, c.kl_form if c.f == "kl" else "lt", c.logsumexp)
-            groups.setdefault(kind, []).append(k)
+            groups.setdefault(objective_kind(c), []).append(k)
         self._groups = [(kind, torch.tensor(idx, device=dev)) for kind, idx in groups.items()]
-        if self.engine == "compiled":
-            self._kernel_params = self._compiled_parameters(configs)
-
-    def _compiled_parameters(self, configs: tuple[FlowConfig, ...]) -> dict[str, Any]:
-        """Per-member arrays and scalars in the form the compiled kernel takes."""
-        net = self.net
-        i64 = np.int64
-        return {
-            "widths": np.asarray(net.widths, dtype=i64),
-            "w_off": np.asarray(net.weight_offsets, dtype=i64),
-            "b_off": np.asarray(net.bias_offsets, dtype=i64),
-            "v_off": np.asarray(net.vector_offsets[:-1], dtype=i64),
-            "acts": np.asarray([kernel.ACTIVATION_CODES[a] for a in net.activations] or [0], dtype=i64),
-            "codes": np.asarray(
-                [kernel.objective_code(c.f, c.kl_form, c.logsumexp) for c in configs], dtype=i64
-            ),
-            "alpha": np.asarray([c.alpha for c in configs], dtype=np.float64),
-            "scale": self._layer_scale.numpy().astype(np.float32),
-            "lip": np.asarray(
-                [kernel.LIPSCHITZ_CODES[c.lipschitz if math.isfinite(c.L) else "none"] for c in configs],
-                dtype=i64,
-            ),
-            "lr": np.asarray([c.lr for c in configs], dtype=np.float64),
-            "dt": np.asarray([c.dt for c in configs], dtype=np.float32),
-            "heun": np.asarray([c.solver == "heun" for c in configs], dtype=np.bool_),
-            "steps_limit": np.asarray([c.steps for c in configs], dtype=i64),
-            "inner": int(configs[0].inner_steps),
-            "power_its": int(configs[0].power_iterations),
-            "reset_adam": configs[0].optimizer_state == "reset",
-        }
 
     def reconfigure(self, configs: FlowConfig | Sequence[FlowConfig]) -> None:
         """Apply live changes (Δt, L, lr, m_max, f, α, …) at the next step, keeping particles and φ."""
@@ -341,14 +297,7 @@ class GPAFlow:
                 if name not in LIVE_FIELDS and getattr(old_c, name) != value:
                     raise ConfigError(f"{name} cannot change during a run (reset to change it)")
         self._set_configs(new)
-        if self.engine == "compiled":
-            p = self._kernel_params
-            kernel.project_members(
-                self.net.flat.numpy(), self.net.power_flat.numpy(), p["widths"], p["w_off"], p["v_off"],
-                p["lip"], p["scale"], p["power_its"],
-            )  # fmt: skip
-        else:
-            self._project()
+        self._engine.reconfigure(self)
 
     # -- the algorithm ---------------------------------------------------------------------------
     def _project(self, members: Tensor | None = None) -> None:
@@ -453,136 +402,7 @@ class GPAFlow:
 
     def step(self, n: int = 1) -> int:
         """Advance every active member by up to ``n`` particle steps; returns the steps taken."""
-        if self.engine == "compiled":
-            return self._step_compiled(n)
-        taken = 0
-        record_every = self.configs[0].record_every
-        with torch.no_grad():
-            for _ in range(n):
-                active = self.alive & (self.n < self._steps)
-                if not bool(active.any()):
-                    break
-                positions = self.Y if self.G is None else torch.cat([self.Y, self.G], dim=1)
-                new_positions, _ = advance(positions, self._velocity, self._dt, self._heun)
-                ev, grad_y = self._stage0
-                speed = grad_y.norm(dim=-1)
-                kinetic = (speed**2).mean(-1)
-                finite = (
-                    torch.isfinite(new_positions).flatten(1).all(1)
-                    & torch.isfinite(ev.value)
-                    & torch.isfinite(kinetic)
-                )
-                runaway = new_positions.abs().flatten(1).amax(1) > self.runaway_radius
-                healthy = finite & ~runaway
-                newly_dead = active & ~healthy
-                if bool(newly_dead.any()):
-                    self._mark_diverged(newly_dead, finite, ev)
-                moving = active & healthy
-                mask = moving.reshape(-1, 1, 1)
-                new_y = new_positions[:, : self.M]
-                self.Y = torch.where(mask, new_y, self.Y)
-                if self.G is not None:
-                    self.G = torch.where(mask, new_positions[:, self.M :], self.G)
-                if self.n % record_every == 0:
-                    nan = torch.full_like(kinetic, math.nan)
-                    self._pending.append(
-                        (
-                            self.n,
-                            {
-                                "time": torch.where(active, self.t, math.nan),
-                                "kinetic_energy": torch.where(active, kinetic, nan),
-                                "divergence": torch.where(active, ev.value, nan),
-                                "max_speed": torch.where(active, speed.amax(-1), nan),
-                                "lipschitz_bound": torch.where(active, self.net.lipschitz_bound(), nan),
-                                "max_exp_arg": torch.where(active, ev.max_exp_arg, nan),
-                            },
-                        )
-                    )
-                self.t = self.t + torch.where(moving, self._dt.reshape(-1).to(torch.float64), 0.0)
-                self.n += 1
-                taken += 1
-        self._flush()
-        return taken
-
-    def _step_compiled(self, n: int) -> int:
-        """``step`` on the compiled kernel: one call per group of members for the whole chunk."""
-        p = self._kernel_params
-        K = self.K
-        rec = np.full((max(n, 1), len(History.FIELDS), K), np.nan)
-        dead_info = np.zeros((K, 2))
-        alive_before = self.alive.numpy().copy()
-        opt = self.optimizer
-        G = self.G_c  # the generated particles (self.G is this tensor), or an empty (K, 0, d)
-
-        def run(
-            task: int, members: np.ndarray, rank: int, threads: int, shared: tuple[np.ndarray, ...]
-        ) -> int:
-            key = (task, threads)  # each concurrent task its own working memory
-            if key not in self._scratch:
-                self._scratch[key] = kernel.thread_scratch(
-                    p["widths"], self.M, G.shape[1], self.N, self.net.flat.shape[1], rank, threads
-                )
-            try:
-                return int(
-                    kernel.run_members(
-                        members, n, self.n, self.configs[0].record_every,
-                        self.Y.numpy(), G.numpy(), self._X_c.numpy(),
-                        self.net.flat.numpy(), opt.m.numpy(), opt.v.numpy(), opt.t.numpy(),
-                        self.net.power_flat.numpy(), self.net.diagnostic_flat.numpy(),
-                        p["widths"], p["w_off"], p["b_off"], p["v_off"], p["acts"],
-                        p["codes"], p["alpha"], p["scale"], p["lip"], p["lr"], p["dt"], p["heun"],
-                        p["steps_limit"], p["inner"], p["power_its"], p["reset_adam"],
-                        opt.beta1, opt.beta2, opt.eps,
-                        self.alive.numpy(), self.t.numpy(), self.runaway_radius.numpy(),
-                        self.diverged_step.numpy(), self.diverged_time.numpy(), dead_info, rec,
-                        rank, threads, *shared, self._scratch[key],
-                    )
-                )  # fmt: skip
-            except BaseException:
-                shared[0][1] = 1  # partners waiting at a barrier for this thread stop waiting
-                raise
-
-        # only members with steps to go, dealt longest-first round robin: equal work per thread;
-        # with fewer members than threads, a member's lanes may be split over threads (opt-in)
-        steps_left = np.minimum(p["steps_limit"] - self.n, n)
-        active = np.flatnonzero(alive_before & (steps_left > 0))
-        if active.size == 0:
-            return 0
-        order = active[np.argsort(-steps_left[active], kind="stable")]
-        threads = max(1, self.kernel_threads)
-        per_group = max(1, min(kernel.LANES, self.threads_per_member, threads // active.size))
-        n_groups = min(active.size, max(1, threads // per_group))
-        tasks = []
-        for g in range(n_groups):
-            members = np.sort(order[g::n_groups]).astype(np.int64)
-            shared = kernel.group_buffers(self.net.flat.shape[1])
-            tasks += [(len(tasks) + rank, members, rank, per_group, shared) for rank in range(per_group)]
-        if len(tasks) == 1:
-            taken = run(*tasks[0])
-        else:  # every task at once (partners wait on each other at barriers): a worker each
-            taken = max(self._pool(len(tasks)).map(lambda task: run(*task), tasks))
-        every = self.configs[0].record_every
-        rows = [s for s in range(taken) if (self.n + s) % every == 0]
-        if rows:
-            self.history.extend(
-                np.asarray([self.n + s for s in rows], dtype=np.int64),
-                {name: rec[rows, i, :] for i, name in enumerate(History.FIELDS)},
-            )
-        for k in np.flatnonzero(alive_before & ~self.alive.numpy()):
-            self.reasons[k] = self._divergence_reason(int(k), bool(dead_info[k, 0]), float(dead_info[k, 1]))
-        self.n += taken
-        return taken
-
-    def _pool(self, workers: int) -> ThreadPoolExecutor:
-        """This flow's worker threads for the compiled path (at least ``workers``), shut down when
-        the flow is garbage collected."""
-        if self._kernel_pool is None or self._kernel_pool[1] < workers:
-            if self._kernel_pool is not None:
-                self._kernel_pool[0].shutdown(wait=False)
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="gpa-kernel")
-            weakref.finalize(self, pool.shutdown, wait=False)
-            self._kernel_pool = (pool, workers)
-        return self._kernel_pool[0]
+        return self._engine.advance(self, n)
 
     def _divergence_reason(self, k: int, finite: bool, gauge: float) -> str:
         if not finite:
@@ -593,26 +413,6 @@ class GPAFlow:
                 )
             return "values became non-finite (NaN or ∞)"
         return f"particles ran away beyond |x| = {float(self.runaway_radius[k]):.3g}"
-
-    def _mark_diverged(self, newly_dead: Tensor, finite: Tensor, ev: ObjectiveEval) -> None:
-        self.alive &= ~newly_dead
-        self.diverged_step = torch.where(
-            newly_dead, torch.full_like(self.diverged_step, self.n), self.diverged_step
-        )
-        self.diverged_time = torch.where(newly_dead, self.t, self.diverged_time)
-        for k in torch.nonzero(newly_dead).flatten().tolist():
-            self.reasons[k] = self._divergence_reason(k, bool(finite[k]), float(ev.max_exp_arg[k]))
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        steps = np.array([s for s, _ in self._pending], dtype=np.int64)
-        values = {
-            name: torch.stack([rec[name] for _, rec in self._pending]).to("cpu", torch.float64).numpy()
-            for name in History.FIELDS
-        }
-        self._pending.clear()
-        self.history.extend(steps, values)
 
     def run(self, progress: Callable[[int, int], None] | None = None, chunk: int = 50) -> History:
         """Run every member to its ``steps``; ``progress(done, total)`` after each chunk."""
@@ -727,9 +527,96 @@ class GPAFlow:
         return out
 
 
+class EagerEngine:
+    """GPAFlow's steps as Torch operations on the whole batch at once: any device and dtype, the
+    gradient penalty by autograd. Each stage of the compiled kernel restates one of its pieces
+    (gpa_core/engine/kernel/step.py names them)."""
+
+    def __init__(self, flow: GPAFlow) -> None:
+        flow._project()  # Algorithm 3.1, line 4
+        flow._init_nu()
+
+    def reconfigure(self, flow: GPAFlow) -> None:
+        flow._project()
+
+    def advance(self, flow: GPAFlow, n: int) -> int:
+        """Up to ``n`` steps: train and move (``GPAFlow._velocity``, ``solvers.advance``), test for
+        non-finite values and runaways, record every ``record_every`` steps (NaN where inactive)."""
+        taken = 0
+        record_every = flow.configs[0].record_every
+        pending: list[tuple[int, dict[str, Tensor]]] = []
+        with torch.no_grad():
+            for _ in range(n):
+                active = flow.alive & (flow.n < flow._steps)
+                if not bool(active.any()):
+                    break
+                positions = flow.Y if flow.G is None else torch.cat([flow.Y, flow.G], dim=1)
+                new_positions, _ = solvers.advance(positions, flow._velocity, flow._dt, flow._heun)
+                ev, grad_y = flow._stage0
+                speed = grad_y.norm(dim=-1)
+                kinetic = (speed**2).mean(-1)
+                finite = (
+                    torch.isfinite(new_positions).flatten(1).all(1)
+                    & torch.isfinite(ev.value)
+                    & torch.isfinite(kinetic)
+                )
+                runaway = new_positions.abs().flatten(1).amax(1) > flow.runaway_radius
+                healthy = finite & ~runaway
+                newly_dead = active & ~healthy
+                if bool(newly_dead.any()):
+                    self._mark_diverged(flow, newly_dead, finite, ev)
+                moving = active & healthy
+                mask = moving.reshape(-1, 1, 1)
+                new_y = new_positions[:, : flow.M]
+                flow.Y = torch.where(mask, new_y, flow.Y)
+                if flow.G is not None:
+                    flow.G = torch.where(mask, new_positions[:, flow.M :], flow.G)
+                if flow.n % record_every == 0:
+                    nan = torch.full_like(kinetic, math.nan)
+                    pending.append(
+                        (
+                            flow.n,
+                            {
+                                "time": torch.where(active, flow.t, math.nan),
+                                "kinetic_energy": torch.where(active, kinetic, nan),
+                                "divergence": torch.where(active, ev.value, nan),
+                                "max_speed": torch.where(active, speed.amax(-1), nan),
+                                "lipschitz_bound": torch.where(active, flow.net.lipschitz_bound(), nan),
+                                "max_exp_arg": torch.where(active, ev.max_exp_arg, nan),
+                            },
+                        )
+                    )
+                flow.t = flow.t + torch.where(moving, flow._dt.reshape(-1).to(torch.float64), 0.0)
+                flow.n += 1
+                taken += 1
+        if pending:
+            flow.history.extend(
+                np.array([s for s, _ in pending], dtype=np.int64),
+                {
+                    name: torch.stack([rec[name] for _, rec in pending]).to("cpu", torch.float64).numpy()
+                    for name in History.FIELDS
+                },
+            )
+        return taken
+
+    @staticmethod
+    def _mark_diverged(flow: GPAFlow, newly_dead: Tensor, finite: Tensor, ev: ObjectiveEval) -> None:
+        flow.alive &= ~newly_dead
+        flow.diverged_step = torch.where(
+            newly_dead, torch.full_like(flow.diverged_step, flow.n), flow.diverged_step
+        )
+        flow.diverged_time = torch.where(newly_dead, flow.t, flow.diverged_time)
+        for k in torch.nonzero(newly_dead).flatten().tolist():
+            flow.reasons[k] = flow._divergence_reason(k, bool(finite[k]), float(ev.max_exp_arg[k]))
+
+
 def last_finite(values: np.ndarray | None) -> float:
     """The last finite entry of a history series (NaN when there is none)."""
     if values is None:
         return math.nan
     finite = values[np.isfinite(values)]
     return float(finite[-1]) if finite.size else math.nan
+
+
+# last, not first: the kernel imports this module (its codes number History's fields)
+from gpa_core.engine import kernel  # noqa: E402

@@ -38,7 +38,6 @@ Any exception in the worker (out of memory, a bug) becomes ``state == "error"`` 
 
 from __future__ import annotations
 
-import io
 import math
 import threading
 import time
@@ -46,293 +45,36 @@ import traceback
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
-from gpa_core.config import ConfigError, FlowConfig, check_batch
+from gpa_core.config import LIVE_FIELDS, ConfigError, FlowConfig, check_batch, field_label
 from gpa_core.devices import describe_device
-from gpa_core.engine.flow import LIVE_FIELDS, GPAFlow, History, MemberSummary
+from gpa_core.engine.flow import GPAFlow, History
+from gpa_core.engine.snapshot import (
+    HISTORY_FIELDS,
+    Frame,
+    FrameStore,
+    HistoryStore,
+    PhiGrid,
+    RunnerState,
+    Snapshot,
+    data_extent,
+    frozen,
+    nearest_neighbour_spacing,
+)
 
-__all__ = [
-    "HISTORY_FIELDS",
-    "Frame",
-    "HistoryData",
-    "PhiGrid",
-    "Runner",
-    "RunnerState",
-    "Snapshot",
-    "UpdateKind",
-    "data_extent",
-    "nearest_neighbour_spacing",
-    "nondegenerate_box",
-]
+__all__ = ["Runner", "UpdateKind"]
 
-RunnerState = Literal["ready", "playing", "paused", "finished", "error", "stopped"]
 UpdateKind = Literal["unchanged", "live", "reset"]
-
-HISTORY_FIELDS: tuple[str, ...] = History.FIELDS
-"""The recorded quantities, each (R, K): time, kinetic_energy, divergence, max_speed,
-lipschitz_bound, max_exp_arg."""
 
 SMALL_PROBLEM = 4000  # M + N below this: one intra-op thread (per-op overhead dominates)
 TARGET_CHUNK_SECONDS = 0.1  # at full speed a chunk lasts about this long (keeps commands responsive)
 GRID_INTERVAL = 0.25  # seconds between φ-grid evaluations while playing
 GRID_SIZE = 48  # φ heat-map resolution (GRID_SIZE²)
 ARROW_SIZE = 15  # −∇φ arrows on an ARROW_SIZE² lattice
-
-
-# ---------------------------------------------------------------------------------------------------
-# Snapshot pieces
-# ---------------------------------------------------------------------------------------------------
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    """A read-only view (snapshots are immutable: readers share arrays without copying)."""
-    a = np.asarray(a)
-    a.setflags(write=False)
-    return a
-
-
-@dataclass(frozen=True)
-class PhiGrid:
-    """φ of one member on a regular 2-D grid and −∇φ (the velocity field) on a coarser lattice."""
-
-    xs: np.ndarray  # (nx,)
-    ys: np.ndarray  # (ny,)
-    phi: np.ndarray  # (ny, nx): phi[j, i] = φ(xs[i], ys[j])
-    ax: np.ndarray  # (P,) arrow bases
-    ay: np.ndarray  # (P,)
-    u: np.ndarray  # (P,) −∂φ/∂x
-    v: np.ndarray  # (P,) −∂φ/∂y
-    n: int  # the step whose φ this is
-    member: int = 0
-
-
-@dataclass(frozen=True)
-class HistoryData:
-    """A bounded, downsampled copy of the flow's history: ``step`` (R,), the rest (R, K).
-
-    ``stride`` is how many recorded rows one kept row stands for (1 until the store first fills)."""
-
-    step: np.ndarray
-    time: np.ndarray
-    kinetic_energy: np.ndarray
-    divergence: np.ndarray
-    max_speed: np.ndarray
-    lipschitz_bound: np.ndarray
-    max_exp_arg: np.ndarray
-    stride: int = 1
-
-    def __len__(self) -> int:
-        return int(self.step.shape[0])
-
-    def member(self, k: int) -> dict[str, np.ndarray]:
-        """1-D arrays of member ``k`` (and ``step``)."""
-        out = {"step": self.step}
-        out.update({name: getattr(self, name)[:, k] for name in HISTORY_FIELDS})
-        return out
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One recorded state of member 0 for an animation."""
-
-    step: int
-    t: float
-    particles: np.ndarray  # (M, d) float32
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything a view needs, frozen: NumPy arrays are read-only and never change afterwards.
-
-    ``version`` grows with every published snapshot; ``run_id`` changes when the run is reset
-    (new particles), so a view can restart trails and keep zoom within one run."""
-
-    version: int
-    run_id: int
-    state: RunnerState
-    playing: bool
-    n: int
-    K: int
-    M: int
-    N: int
-    d: int
-    t: np.ndarray  # (K,) physical time per member
-    particles: np.ndarray  # (K, M, d)
-    target: np.ndarray  # (K, N, d)
-    generated: np.ndarray | None  # (K, G, d)
-    grid: PhiGrid | None
-    history: HistoryData
-    status: tuple[str, ...]  # per member: running | converged | diverged
-    finished: tuple[bool, ...]
-    diverged_at: tuple[float | None, ...]
-    reason: tuple[str, ...]
-    summary: tuple[MemberSummary, ...]
-    steps_per_second: float
-    device: str
-    engine: str  # "compiled" or "eager": which path computes the run
-    engine_reason: str  # why that path
-    message: str
-    error: str | None
-    trails: np.ndarray | None  # (T, P, d): the last T positions of P particles of member 0
-    spacing: tuple[float, ...]  # per member: median nearest-neighbour distance (member 0 only; else NaN)
-    configs: tuple[FlowConfig, ...]
-    extent: tuple[np.ndarray, np.ndarray]  # (lo (d,), hi (d,)) of source ∪ target at the start
-    wall_time: float = field(default=0.0, compare=False)  # time.monotonic() at publication
-
-    @property
-    def any_diverged(self) -> bool:
-        return any(s == "diverged" for s in self.status)
-
-    def particles_csv(self, member: int = 0) -> str:
-        """The particles of one member as CSV text (header x1, …, xd)."""
-        return _csv(self.particles[member], [f"x{i + 1}" for i in range(self.d)])
-
-    def history_csv(self) -> str:
-        """The (downsampled) history as CSV: one row per recorded step and member."""
-        h = self.history
-        rows = []
-        for k in range(self.K):
-            block = np.column_stack(
-                [h.step.astype(np.float64), np.full(len(h), float(k))]
-                + [getattr(h, f)[:, k] for f in HISTORY_FIELDS]
-            )
-            rows.append(block)
-        table = np.concatenate(rows) if rows else np.zeros((0, 2 + len(HISTORY_FIELDS)))
-        return _csv(table, ["step", "member", *HISTORY_FIELDS], int_columns=(0, 1))
-
-    def history_arrays(self) -> dict[str, np.ndarray]:
-        """The history as a dict of arrays (for ``np.savez``)."""
-        return {"step": self.history.step, **{f: getattr(self.history, f) for f in HISTORY_FIELDS}}
-
-
-def _csv(table: np.ndarray, header: Sequence[str], int_columns: Sequence[int] = ()) -> str:
-    table = np.asarray(table, dtype=np.float64).reshape(-1, len(header))
-    fmt = ["%d" if j in int_columns else "%.9g" for j in range(len(header))]
-    buf = io.StringIO()
-    np.savetxt(buf, table, fmt=fmt, delimiter=",", header=",".join(header), comments="")
-    return buf.getvalue()
-
-
-_F32_EPS = float(np.finfo(np.float32).eps)
-
-
-def nondegenerate_box(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The box [lo, hi] with no side of (almost) zero length, so that degenerate data (a constant
-    coordinate, all points identical) do not give a sliver of a view: a side shorter than 1e-3 of the
-    longest gets the longest one's length; a box that is a point within float32's resolution gets sides
-    of max(1, 1e-4·|centre|). Widened sides stay centred on the data; the others are kept exactly."""
-    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    centre, span = (lo + hi) / 2, hi - lo
-    size = max(1.0, float(np.max(np.abs(centre), initial=0.0)))
-    longest = float(np.max(span, initial=0.0))
-    side = longest if longest > 4 * _F32_EPS * size else max(1.0, 1e-4 * size)
-    short = ~(span >= 1e-3 * side)
-    return np.where(short, centre - side / 2, lo), np.where(short, centre + side / 2, hi)
-
-
-def data_extent(*clouds: np.ndarray, pad: float = 0.08, reach: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
-    """A padded bounding box (lo, hi) of point clouds (..., d), ignoring non-finite values. Per
-    coordinate the box is the data's range cut to ``reach`` times the 10–90 % quantile range beyond
-    those quantiles, so the far outliers of heavy-tailed data do not squash the view (for Gaussian data
-    this cut lies beyond 5σ: the whole range)."""
-    pts = np.concatenate(
-        [np.asarray(c, dtype=np.float64).reshape(-1, np.asarray(c).shape[-1]) for c in clouds]
-    )
-    pts = pts[np.isfinite(pts).all(axis=1)]
-    if pts.size == 0:
-        d = np.asarray(clouds[0]).shape[-1]
-        return np.full(d, -1.0), np.full(d, 1.0)
-    q10, q90 = np.quantile(pts, 0.1, axis=0), np.quantile(pts, 0.9, axis=0)
-    core = q90 - q10
-    lo = np.maximum(pts.min(axis=0), q10 - reach * core)
-    hi = np.minimum(pts.max(axis=0), q90 + reach * core)
-    span = hi - lo
-    # a constant coordinate or a single point still gets a box the φ grid and the view can use
-    return nondegenerate_box(lo - pad * span, hi + pad * span)
-
-
-def nearest_neighbour_spacing(points: np.ndarray, max_points: int = 2000, seed: int = 0) -> float:
-    """Median distance from a point to its nearest neighbour (over a random subset of at most
-    ``max_points`` points, which overstates the spacing of larger clouds); NaN for fewer than 2."""
-    from scipy.spatial import cKDTree
-
-    x = np.asarray(points, dtype=np.float64)
-    x = x[np.isfinite(x).all(axis=1)]
-    if len(x) < 2:
-        return math.nan
-    if len(x) > max_points:
-        x = x[np.random.default_rng(seed).choice(len(x), size=max_points, replace=False)]
-    dist, _ = cKDTree(x).query(x, k=2)
-    return float(np.median(dist[:, 1]))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Bounded stores
-# ---------------------------------------------------------------------------------------------------
-
-
-class _HistoryStore:
-    """At most ``capacity`` rows: when full, every other row is dropped and the stride doubles, so
-    the kept rows stay evenly spaced over the whole run (a log of any length in bounded memory)."""
-
-    def __init__(self, K: int, capacity: int) -> None:
-        self.K = K
-        self.capacity = max(4, int(capacity))
-        self.stride = 1
-        self.seen = 0  # rows offered so far
-        self.step = np.zeros(0, dtype=np.int64)
-        self.values = {name: np.zeros((0, K)) for name in HISTORY_FIELDS}
-        self.latest: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
-
-    def extend(self, steps: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        if steps.size == 0:
-            return
-        self.latest = (steps[-1:].copy(), {k: v[-1:].copy() for k, v in values.items()})
-        index = self.seen + np.arange(steps.size)
-        self.seen += steps.size
-        keep = index % self.stride == 0
-        # always new arrays (never in place): published snapshots share the old ones
-        self.step = np.concatenate([self.step, steps[keep]])
-        self.values = {k: np.concatenate([self.values[k], values[k][keep]]) for k in HISTORY_FIELDS}
-        while self.step.size > self.capacity:
-            self.step = self.step[::2].copy()
-            self.values = {k: v[::2].copy() for k, v in self.values.items()}
-            self.stride *= 2
-
-    def data(self) -> HistoryData:
-        step, values = self.step, self.values
-        if self.latest is not None and (step.size == 0 or step[-1] != self.latest[0][0]):
-            step = np.concatenate([step, self.latest[0]])  # the curves end at the current value
-            values = {k: np.concatenate([values[k], self.latest[1][k]]) for k in HISTORY_FIELDS}
-        return HistoryData(
-            step=_frozen(step), **{k: _frozen(values[k]) for k in HISTORY_FIELDS}, stride=self.stride
-        )
-
-
-class _FrameStore:
-    """At most ``capacity`` frames of member 0, evenly spaced in steps (stride doubles when full)."""
-
-    def __init__(self, capacity: int, max_bytes: int = 24 * 2**20) -> None:
-        self.capacity = max(2, int(capacity))
-        self.max_bytes = max_bytes
-        self.every = 1
-        self.frames: list[Frame] = []
-
-    def offer(self, n: int, t: float, particles: np.ndarray) -> None:
-        if self.frames and (n == self.frames[-1].step or n % self.every):
-            return
-        p = _frozen(np.asarray(particles, dtype=np.float32).copy())
-        limit = max(2, min(self.capacity, self.max_bytes // max(1, p.nbytes)))
-        self.frames.append(Frame(int(n), float(t), p))
-        while len(self.frames) > limit:
-            self.every *= 2
-            self.frames = [f for f in self.frames if f.step % self.every == 0] or self.frames[-1:]
-            if len(self.frames) > limit:  # steps not aligned to the new stride (a live Δt/step change)
-                self.frames = self.frames[::2]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -349,9 +91,6 @@ def _as_configs(configs: FlowConfig | Sequence[FlowConfig]) -> tuple[FlowConfig,
     return check_batch(out)
 
 
-_FIELD_LABELS = {"dt": "Δt", "alpha": "α", "inner_steps": "m_max", "lr": "learning rate", "L": "L", "f": "f"}
-
-
 def _changed_fields(old: Sequence[FlowConfig], new: Sequence[FlowConfig]) -> list[str]:
     names = []
     for f in fields(FlowConfig):
@@ -362,14 +101,29 @@ def _changed_fields(old: Sequence[FlowConfig], new: Sequence[FlowConfig]) -> lis
     return names
 
 
+class _Data(NamedTuple):
+    """A run's point clouds (float64 copies): source (M, d), target (N, d), generated (G, d) or None."""
+
+    source: np.ndarray
+    target: np.ndarray
+    generated: np.ndarray | None
+
+    @classmethod
+    def of(cls, source: Any, target: Any, generated: Any = None) -> _Data:
+        def copy(a: Any) -> np.ndarray:
+            return np.array(a, dtype=np.float64)
+
+        return cls(copy(source), copy(target), None if generated is None else copy(generated))
+
+
 @dataclass
 class _Run:
     """One flow plus what the runner derives from it (owned by the worker once handed over)."""
 
     run_id: int
     flow: GPAFlow
-    history: _HistoryStore
-    frames: _FrameStore
+    history: HistoryStore
+    frames: FrameStore
     extent: tuple[np.ndarray, np.ndarray]
     target: np.ndarray
     trail_index: np.ndarray
@@ -426,10 +180,8 @@ class Runner:
         self._sps = 0.0
         self._sec_per_step: float | None = None
         self._configs = _as_configs(configs)
-        self._source = np.array(source, dtype=np.float64)
-        self._target = np.array(target, dtype=np.float64)
-        self._generated = None if generated is None else np.array(generated, dtype=np.float64)
-        run = self._build_run(self._source, self._target, self._generated, self._configs)
+        self._data = _Data.of(source, target, generated)
+        run = self._build_run(self._data, self._configs)
         self._run: _Run | None = run
         self._current_run_id = run.run_id
         with self._cond:
@@ -515,9 +267,7 @@ class Runner:
 
     def reset(self) -> None:
         """Back to step 0 with the same data and configuration: the same seeds give the same start."""
-        self._swap(
-            self._source, self._target, self._generated, self._configs, "reset to step 0", keep_playing=False
-        )
+        self._swap(self._data, self._configs, "reset to step 0", keep_playing=False)
 
     def update(self, configs: FlowConfig | Sequence[FlowConfig]) -> UpdateKind:
         """Apply new configurations. Changes only to ``LIVE_FIELDS`` (Δt, L, lr, m_max, f, α, steps, …)
@@ -530,7 +280,7 @@ class Runner:
         if new == old and [c.notes for c in new] == [c.notes for c in old]:
             return "unchanged"
         changed = _changed_fields(old, new)
-        labels = ", ".join(_FIELD_LABELS.get(n, n) for n in changed) or "notes"
+        labels = ", ".join(field_label(n) for n in changed) or "notes"
         if len(new) == len(old) and all(name in LIVE_FIELDS for name in changed):
             with self._cond:
                 self._configs = new
@@ -541,9 +291,9 @@ class Runner:
         if len(new) != len(old):
             reason = f"the number of members changed ({len(old)} → {len(new)})"
         else:
-            reason = ", ".join(_FIELD_LABELS.get(n, n) for n in changed if n not in LIVE_FIELDS)
+            reason = ", ".join(field_label(n) for n in changed if n not in LIVE_FIELDS)
             reason = f"{reason} cannot change during a run"
-        self._swap(self._source, self._target, self._generated, new, f"reset: {reason}", keep_playing=True)
+        self._swap(self._data, new, f"reset: {reason}", keep_playing=True)
         return "reset"
 
     def replace_data(
@@ -557,14 +307,7 @@ class Runner:
         """New data (and optionally configurations): always a reset. Invalid input raises here and
         leaves the current run untouched."""
         new = self._configs if configs is None else _as_configs(configs)
-        self._swap(
-            np.array(source, dtype=np.float64),
-            np.array(target, dtype=np.float64),
-            None if generated is None else np.array(generated, dtype=np.float64),
-            new,
-            "reset: new data",
-            keep_playing=True,
-        )
+        self._swap(_Data.of(source, target, generated), new, "reset: new data", keep_playing=True)
 
     def snapshot(self) -> Snapshot:
         """The latest snapshot; counts as a poll (keeps an idle worker alive)."""
@@ -627,26 +370,21 @@ class Runner:
         if self._closed:
             raise RuntimeError("this runner has been stopped; create a new one")
 
-    def _build_run(
-        self,
-        source: np.ndarray,
-        target: np.ndarray,
-        generated: np.ndarray | None,
-        configs: tuple[FlowConfig, ...],
-    ) -> _Run:
-        flow = GPAFlow(source, target, configs, generated=generated)
+    def _build_run(self, data: _Data, configs: tuple[FlowConfig, ...]) -> _Run:
+        source, target = data.source, data.target
+        flow = GPAFlow(source, target, configs, generated=data.generated)
         self._run_counter += 1
-        tgt = _frozen(flow.target())
+        tgt = frozen(flow.target())
         extent = data_extent(source, target)
-        extent = (_frozen(extent[0]), _frozen(extent[1]))
+        extent = (frozen(extent[0]), frozen(extent[1]))
         rng = np.random.default_rng(0)
         p = min(self.trail_particles, flow.M)
         trail_index = np.sort(rng.choice(flow.M, size=p, replace=False)) if p else np.zeros(0, dtype=np.int64)
         run = _Run(
             run_id=self._run_counter,
             flow=flow,
-            history=_HistoryStore(flow.K, self.max_history),
-            frames=_FrameStore(self.max_frames),
+            history=HistoryStore(flow.K, self.max_history),
+            frames=FrameStore(self.max_frames),
             extent=extent,
             target=tgt,
             trail_index=trail_index,
@@ -661,21 +399,15 @@ class Runner:
         return run
 
     def _swap(
-        self,
-        source: np.ndarray,
-        target: np.ndarray,
-        generated: np.ndarray | None,
-        configs: tuple[FlowConfig, ...],
-        message: str,
-        *,
-        keep_playing: bool,
+        self, data: _Data, configs: tuple[FlowConfig, ...], message: str, *, keep_playing: bool
     ) -> None:
+        """Build a new run from ``data`` and ``configs`` and hand it to the worker (a reset)."""
         with self._cond:
             self._check_open()
-        run = self._build_run(source, target, generated, configs)  # may raise: nothing changed then
+        run = self._build_run(data, configs)  # may raise: nothing changed then
         with self._cond:
             self._check_open()
-            self._source, self._target, self._generated, self._configs = source, target, generated, configs
+            self._data, self._configs = data, configs
             self._current_run_id = run.run_id
             self._message = message
             self._error = None
@@ -900,13 +632,13 @@ class Runner:
         phi, grad = flow.potential(pts, member=0)
         g = GRID_SIZE * GRID_SIZE
         run.grid = PhiGrid(
-            xs=_frozen(xs),
-            ys=_frozen(ys),
-            phi=_frozen(phi[:g].reshape(GRID_SIZE, GRID_SIZE)),
-            ax=_frozen(agx.ravel()),
-            ay=_frozen(agy.ravel()),
-            u=_frozen(-grad[g:, 0]),
-            v=_frozen(-grad[g:, 1]),
+            xs=frozen(xs),
+            ys=frozen(ys),
+            phi=frozen(phi[:g].reshape(GRID_SIZE, GRID_SIZE)),
+            ax=frozen(agx.ravel()),
+            ay=frozen(agy.ravel()),
+            u=frozen(-grad[g:, 0]),
+            v=frozen(-grad[g:, 1]),
             n=flow.n,
             member=0,
         )
@@ -928,10 +660,10 @@ class Runner:
             M=flow.M,
             N=flow.N,
             d=flow.d,
-            t=_frozen(flow.t.detach().cpu().numpy().copy()),
-            particles=_frozen(parts),
+            t=frozen(flow.t.detach().cpu().numpy().copy()),
+            particles=frozen(parts),
             target=run.target,
-            generated=None if gen is None else _frozen(gen),
+            generated=None if gen is None else frozen(gen),
             grid=run.grid,
             history=run.history.data(),
             status=tuple(s.status for s in summary),
@@ -945,7 +677,7 @@ class Runner:
             engine_reason=flow.engine_reason,
             message=self._message,
             error=self._error,
-            trails=None if trails is None else _frozen(trails),
+            trails=None if trails is None else frozen(trails),
             spacing=run.spacing if len(run.spacing) == flow.K else (math.nan,) * flow.K,
             configs=tuple(flow.configs),
             extent=run.extent,

@@ -26,8 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 
-from gpa_core.config import PER_MEMBER_FIELDS, FlowConfig
-from gpa_core.engine.runner import Frame, Snapshot, nearest_neighbour_spacing, nondegenerate_box
+from gpa_core.config import FIELDS, PER_MEMBER_FIELDS, FlowConfig, field_label
+from gpa_core.engine.snapshot import Frame, Snapshot, nearest_neighbour_spacing, nondegenerate_box
 
 __all__ = [
     "MEMBER_COLORS",
@@ -61,8 +61,6 @@ MEMBER_COLORS: tuple[str, ...] = (
 TARGET_COLOR = "rgba(70, 70, 70, 0.55)"
 PHI_COLORSCALE = "RdBu"
 
-_LABELS = {"f": "f", "alpha": "α", "L": "L", "dt": "Δt", "lr": "lr", "seed": "seed", "solver": "solver"}
-
 
 def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
@@ -89,7 +87,7 @@ def member_labels(configs: Sequence[FlowConfig]) -> list[str]:
         return [_describe(c, ("f", "L"))]
     differing = [
         name
-        for name in ("f", "alpha", "L", "dt", "lr", "solver", "seed", "kl_form", "lipschitz", "steps")
+        for name in FIELDS  # in field order
         if name in PER_MEMBER_FIELDS and len({getattr(c, name) for c in configs}) > 1
     ]
     return [_describe(c, differing or ("f", "L")) for c in configs]
@@ -108,7 +106,7 @@ def _describe(c: FlowConfig, names: Sequence[str]) -> str:
         elif name == "L":
             parts.append("L = ∞" if math.isinf(c.L) else f"L = {c.L:g}")
         else:
-            parts.append(f"{_LABELS.get(name, name)} = {getattr(c, name)}")
+            parts.append(f"{field_label(name)} = {getattr(c, name)}")
     return ", ".join(parts)
 
 

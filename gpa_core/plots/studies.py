@@ -40,6 +40,7 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def color(k: int) -> str:
+    """Member ``k``'s colour (the palette repeats after 8 members)."""
     return PALETTE[k % len(PALETTE)]
 
 
@@ -64,6 +65,7 @@ def order_of_magnitude(x: float) -> str:
 
 
 def label_L(L: float) -> str:
+    """A Lipschitz constant as a label: ``∞`` or 3 significant digits."""
     return "∞" if math.isinf(L) else f"{L:.3g}"
 
 
@@ -81,6 +83,16 @@ def robust_extent(
     hi = np.quantile(pts, 1 - quantile, axis=0) if quantile > 0 else pts.max(axis=0)
     span = np.maximum(hi - lo, 1e-9)
     return lo - pad * span, hi + pad * span
+
+
+def _markers(points: np.ndarray, colour: str, *, name: str, **style: Any) -> go.Scattergl:
+    """Size-4 markers at the first two coordinates of ``points`` ((n, d); with d = 1 they lie on y = 0),
+    out of the legend unless ``style`` says otherwise."""
+    y = points[:, 1] if points.shape[1] > 1 else np.zeros(len(points))
+    style.setdefault("showlegend", False)
+    return go.Scattergl(
+        x=points[:, 0], y=y, mode="markers", marker={"size": 4, "color": colour}, name=name, **style
+    )
 
 
 def particle_grid(
@@ -115,34 +127,11 @@ def particle_grid(
     )
     for k in range(K):
         r, c = divmod(k, cols)
-        tk = targets[k]
-        fig.add_trace(
-            go.Scattergl(
-                x=tk[:, 0],
-                y=tk[:, 1] if tk.shape[1] > 1 else np.zeros(len(tk)),
-                mode="markers",
-                marker={"size": 4, "color": TARGET_COLOR},
-                name="target",
-                legendgroup="target",
-                showlegend=k == 0,
-                hoverinfo="skip",
-            ),
-            row=r + 1,
-            col=c + 1,
+        under = _markers(
+            targets[k], TARGET_COLOR, name="target", legendgroup="target", showlegend=k == 0, hoverinfo="skip"
         )
-        pk = particles[k]
-        fig.add_trace(
-            go.Scattergl(
-                x=pk[:, 0],
-                y=pk[:, 1] if pk.shape[1] > 1 else np.zeros(len(pk)),
-                mode="markers",
-                marker={"size": 4, "color": color(k)},
-                name=str(titles[k]),
-                showlegend=False,
-            ),
-            row=r + 1,
-            col=c + 1,
-        )
+        moved = _markers(particles[k], color(k), name=str(titles[k]))
+        fig.add_traces([under, moved], rows=r + 1, cols=c + 1)
     fig.update_xaxes(range=[float(lo[0]), float(hi[0])])
     if len(lo) > 1:
         fig.update_yaxes(range=[float(lo[1]), float(hi[1])])

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gpa_core.config import PER_MEMBER_FIELDS, FlowConfig
+from gpa_core.config import SHARED_FIELDS, FlowConfig
 from gpa_core.devices import cpu_threads
 from gpa_core.engine.flow import GPAFlow, History, MemberSummary, last_finite
 
@@ -77,11 +77,7 @@ def member_step_flops(config: FlowConfig, M: int, N: int, d: int) -> float:
 # ===================================================================================== scheduling
 def _batch_key(config: FlowConfig) -> tuple[Any, ...]:
     """Fields that members of one batch must share (all but PER_MEMBER_FIELDS)."""
-    return tuple(
-        (f.name, getattr(config, f.name))
-        for f in dataclasses.fields(FlowConfig)
-        if f.name not in PER_MEMBER_FIELDS and f.compare
-    )
+    return tuple((name, getattr(config, name)) for name in SHARED_FIELDS)
 
 
 def plan_batches(

@@ -11,7 +11,6 @@ import numpy as np
 
 from gpa_core.config import ConfigError, FlowConfig
 from gpa_core.studies.batches import EnsembleError
-from gpa_core.studies.heavy_tails import GAUSSIAN_SIDE
 from gpa_core.studies.outcome import quality
 
 MAX_COMPARE = 8  # at most 8 runs on the compare page
@@ -70,111 +69,49 @@ class CompareSpec:
 
 @dataclass(frozen=True)
 class ComparePreset:
-    """A named comparison reproducing a figure of the paper."""
+    """A named comparison reproducing a figure of the paper: its runs and data (``spec``) and the
+    horizon T shared by its runs."""
 
     key: str
     title: str
     description: str
-    source_spec: str
-    target_spec: str
-    M: int
-    N: int
+    spec: CompareSpec
     T: float
-    runs: tuple[CompareRun, ...]
-    data_seed: int = 0
     dim: int | None = None
+
+    @property
+    def runs(self) -> tuple[CompareRun, ...]:
+        return self.spec.runs
 
     @property
     def base(self) -> FlowConfig:
         """The shared settings (the first run's configuration)."""
-        return self.runs[0].config
-
-    def spec(self, *, data_seed: int | None = None, metric_every: int = 25) -> CompareSpec:
-        return CompareSpec(
-            self.source_spec,
-            self.target_spec,
-            self.M,
-            self.N,
-            self.runs,
-            data_seed=self.data_seed if data_seed is None else data_seed,
-            metric_every=metric_every,
-        )
-
-
-def _fig23() -> ComparePreset:
-    base = FlowConfig(f="kl", dt=0.5, steps=500, inner_steps=3, lr=1e-3, hidden=(32, 32, 32))
-    runs = tuple(
-        CompareRun(f"L = {'∞' if math.isinf(L) else f'{L:g}'}", base.replace(L=L))
-        for L in (1.0, 10.0, 100.0, math.inf)
-    )
-    return ComparePreset(
-        "fig2_3",
-        "Fig. 2–3: L = 1, 10, 100, ∞ on the 4-well mixture",
-        "KL, Δt = 0.5, 500 steps (T = 250), M = N = 200, 3×32 ReLU, 3 inner Adam steps (lr 1e-3); source "
-        "N(0, 0.5²I), target four wells of std 0.5 at the corners of [0, 4]².",
-        "gaussian:mean=0,std=0.5",
-        "mixture:std=0.5,spacing=4",
-        200,
-        200,
-        250.0,
-        runs,
-    )
-
-
-def _fig4() -> ComparePreset:
-    base = FlowConfig(L=1.0, dt=0.5, steps=500, inner_steps=3, lr=1e-3, hidden=(32, 32, 32))
-    runs = (
-        CompareRun("KL", base.replace(f="kl")),
-        CompareRun("α = 2", base.replace(f="alpha", alpha=2.0)),
-        CompareRun("α = 10", base.replace(f="alpha", alpha=10.0)),
-    )
-    return ComparePreset(
-        "fig4",
-        "Fig. 4: KL vs α = 2 vs α = 10, Gaussian → Student-t(0.5)",
-        "L = 1, Δt = 0.5, 500 steps (T = 250; our choice — the paper gives no configuration), "
-        "M = N = 200; source N((10, 10), 0.5²I), target coordinate-wise Student-t(0.5). The paper's KL "
-        "run collapsed near t = 202.",
-        GAUSSIAN_SIDE,
-        "student_t:nu=0.5",
-        200,
-        200,
-        250.0,
-        runs,
-    )
-
-
-#: Built-in comparisons, used when the shared preset files (``assets/presets``) cannot be read.
-COMPARE_PRESETS: dict[str, ComparePreset] = {p.key: p for p in (_fig23(), _fig4())}
+        return self.spec.runs[0].config
 
 
 def compare_presets() -> dict[str, ComparePreset]:
-    """The comparisons offered on the compare page: every preset of :mod:`gpa_core.data.presets` with
-    more than one member (``assets/presets/*.json``: the same runs as the playground's presets), by
-    preset id; the built-in :data:`COMPARE_PRESETS` if those files cannot be read."""
-    try:
-        from gpa_core.data.datasets import format_spec
-        from gpa_core.data.presets import list_presets
+    """The comparisons offered on the compare page: every preset of :mod:`gpa_core.data.presets`
+    (``assets/presets/*.json``, the same runs as the playground's presets) with 2 to
+    :data:`MAX_COMPARE` members, by preset id. A preset file that cannot be read raises its
+    ``PresetError``, as on the playground."""
+    from gpa_core.data.datasets import format_spec
+    from gpa_core.data.presets import list_presets
 
-        out: dict[str, ComparePreset] = {}
-        for p in list_presets():
-            if len(p.members) < 2 or len(p.members) > MAX_COMPARE:
-                continue
-            out[p.id] = ComparePreset(
-                key=p.id,
-                title=f"{p.paper}: {p.title}",
-                description=p.notes,
-                source_spec=format_spec(p.source.name, p.source.params),
-                target_spec=format_spec(p.target.name, p.target.params),
-                M=p.M,
-                N=p.N,
-                T=max(c.horizon for c in p.configs),
-                runs=tuple(CompareRun(label, cfg) for label, cfg in p.members),
-                data_seed=p.data_seed,
-                dim=p.dim,
-            )
-    except (ImportError, ValueError, OSError):  # PresetError and DatasetError are ValueErrors
-        return dict(COMPARE_PRESETS)
-    return out or dict(COMPARE_PRESETS)
+    out: dict[str, ComparePreset] = {}
+    for p in list_presets():
+        if not 2 <= len(p.members) <= MAX_COMPARE:
+            continue
+        spec = CompareSpec(
+            format_spec(p.source.name, p.source.params),
+            format_spec(p.target.name, p.target.params),
+            p.M,
+            p.N,
+            tuple(CompareRun(label, cfg) for label, cfg in p.members),
+            data_seed=p.data_seed,
+        )
+        T = max(c.horizon for c in p.configs)
+        out[p.id] = ComparePreset(p.id, f"{p.paper}: {p.title}", p.notes, spec, T, dim=p.dim)
+    return out
 
 
 class MetricTracker:

@@ -29,6 +29,19 @@ GAUSSIAN_SIDE = "gaussian:mean=10,std=0.5"
 GAUSSIAN_LABEL = "N((10, 10), 0.5²I)"
 
 
+def _side(heavy: str, gaussian: str, *, source: bool) -> property:
+    """A read-only attribute of a :class:`HeavyTailCase` for its source (``source=True``) or its target:
+    the case's attribute ``heavy`` on the heavy-tailed side, ``gaussian`` on the other."""
+
+    def get(case: HeavyTailCase) -> str:
+        return getattr(case, heavy) if case.heavy_is_source == source else gaussian
+
+    side = "source" if source else "target"
+    return property(
+        get, doc=f"The {side}'s {heavy.removeprefix('heavy_')}: the heavy-tailed side or the Gaussian."
+    )
+
+
 @dataclass(frozen=True)
 class HeavyTailCase:
     """A row of the paper's Table 1, with the outcome the paper reports (one run, L = 1)."""
@@ -41,24 +54,14 @@ class HeavyTailCase:
     paper_alpha2: str
     paper_kl_diverged_at: float | None = None
 
-    @property
-    def source_spec(self) -> str:
-        return self.heavy_spec if self.heavy_is_source else GAUSSIAN_SIDE
-
-    @property
-    def target_spec(self) -> str:
-        return GAUSSIAN_SIDE if self.heavy_is_source else self.heavy_spec
-
-    @property
-    def source_label(self) -> str:
-        return self.heavy_label if self.heavy_is_source else GAUSSIAN_LABEL
-
-    @property
-    def target_label(self) -> str:
-        return GAUSSIAN_LABEL if self.heavy_is_source else self.heavy_label
+    source_spec = _side("heavy_spec", GAUSSIAN_SIDE, source=True)
+    target_spec = _side("heavy_spec", GAUSSIAN_SIDE, source=False)
+    source_label = _side("heavy_label", GAUSSIAN_LABEL, source=True)
+    target_label = _side("heavy_label", GAUSSIAN_LABEL, source=False)
 
     @property
     def label(self) -> str:
+        """``"3: Student-t(1.5) → N((10, 10), 0.5²I)"``: the case's number, source and target."""
         return f"{self.number}: {self.source_label} → {self.target_label}"
 
 
@@ -126,6 +129,8 @@ class HeavyTailSettings:
         return tuple(out)
 
     def config(self, f: str, alpha: float, numerics: str, seed: int) -> FlowConfig:
+        """The configuration of one run: ``base`` with this sweep's f, α, L, Δt, steps and seed, in the
+        paper's numerics or the authors' (``numerics="authors"``)."""
         cfg = self.base.replace(
             f=f, alpha=alpha, L=self.L, dt=self.dt, steps=steps_for(self.T, self.dt), seed=seed
         )
@@ -145,6 +150,7 @@ class HeavyTailMember:
 
     @property
     def data_seed(self) -> int:
+        """The seed the source is drawn with (the target's is one more)."""
         return 2 * self.seed
 
 
@@ -181,7 +187,8 @@ class OverflowDiagnostics:
 
 
 def overflow_diagnostics(run: MemberRun, source: np.ndarray, target: np.ndarray) -> OverflowDiagnostics:
-    """Overflow gauge of a finished run from ``history['max_exp_arg']`` and its data."""
+    """Overflow gauge of a finished run from ``history['max_exp_arg']`` and its data: ``source`` (M, d)
+    and ``target`` (N, d), the points the run started from and flowed to."""
     h = run.history
     gauge = h.get("max_exp_arg", np.zeros(0))
     times = h.get("time", np.zeros(0))

@@ -1,4 +1,5 @@
-"""Tests for gpa_core.data.points: reading uploaded point tables and images, and every error path."""
+"""Tests for the point readers (gpa_core.data.points and the sources, tables, images and checks modules
+behind it): reading uploaded point tables and images, and every error path."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image, ImageDraw
 from upload_corpus import zip_bytes
 
 from gpa_core.data import points as gio
+from gpa_core.data import tables
 from gpa_core.data.points import DataFileError, image_to_points, load_points
 
 FIXTURES = Path(__file__).parent / "fixtures" / "points"
@@ -183,18 +185,6 @@ def test_non_numeric_cell_text_truncated_and_rows_count_blank_lines() -> None:
     assert long not in msg and "z" * 30 in msg
 
 
-@pytest.mark.parametrize(
-    ("data", "pattern"),
-    [
-        (b"1;2\n3,5;4,5\n1.5;2\n", r"row 2, column 1 contains '3,5'.*Decimal commas"),
-        (b"1\t2\n1,000\t4\n", r"row 2, column 1 contains '1,000'.*thousands separators"),
-    ],
-)
-def test_non_numeric_hints(data: bytes, pattern: str) -> None:
-    with pytest.raises(DataFileError, match=pattern):
-        load_points(data, filename="a.txt")
-
-
 def test_empty_cell() -> None:
     with pytest.raises(DataFileError, match=r"row 2, column 1 is empty"):
         load_points(b"1,2\n,4\n", filename="a.csv")
@@ -222,16 +212,20 @@ def test_ragged_rows_fixture_and_short_row() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "pattern"),
+    ("data", "filename", "pattern"),
     [
-        (b"1,2\n", r"has 1 data row; at least 2 points"),
-        (b"x,y\n1,2\n", r"has 1 data row; at least 2 points"),
-        (b"x,y\n", r"header row but no data rows"),
+        # a cell that is not a number, with a hint at what it may be
+        (b"1;2\n3,5;4,5\n1.5;2\n", "a.txt", r"row 2, column 1 contains '3,5'.*Decimal commas"),
+        (b"1\t2\n1,000\t4\n", "a.txt", r"row 2, column 1 contains '1,000'.*thousands separators"),
+        # too few rows
+        (b"1,2\n", "a.csv", r"has 1 data row; at least 2 points"),
+        (b"x,y\n1,2\n", "a.csv", r"has 1 data row; at least 2 points"),
+        (b"x,y\n", "a.csv", r"header row but no data rows"),
     ],
 )
-def test_too_few_rows(data: bytes, pattern: str) -> None:
+def test_text_table_refused(data: bytes, filename: str, pattern: str) -> None:
     with pytest.raises(DataFileError, match=pattern):
-        load_points(data, filename="a.csv")
+        load_points(data, filename=filename)
 
 
 def test_single_row_npy_refused() -> None:
@@ -242,7 +236,7 @@ def test_single_row_npy_refused() -> None:
 def test_million_columns_refused_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
     line = b",".join([b"1.5"] * 1_000_000) + b"\n"
     calls: list[object] = []
-    monkeypatch.setattr(gio.np, "loadtxt", lambda *a, **k: calls.append(1))  # the table is never parsed
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: calls.append(1))  # the table is never parsed
     with pytest.raises(DataFileError, match=r"1,000,000 columns in row 1, more than the limit of 4,096"):
         load_points(line, filename="wide.csv")
     assert not calls
@@ -256,7 +250,7 @@ def test_too_many_columns_npy_and_whitespace() -> None:
 
 
 def test_max_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gio, "MAX_ROWS", 5)
+    monkeypatch.setattr(tables, "MAX_ROWS", 5)  # the limit the table readers check
     with pytest.raises(DataFileError, match=r"6 data rows, more than the limit of 5"):
         load_points(b"x\n" + b"1\n" * 6, filename="a.csv")
     with pytest.raises(DataFileError, match=r"6 rows, more than the limit of 5"):
