@@ -199,19 +199,24 @@ class FlowConfig:
         return self.steps * self.dt
 
     def replace(self, **changes: Any) -> FlowConfig:
+        """A copy with ``changes`` applied, validated like any new configuration."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (hidden as a list, L = ∞ as "inf"); :meth:`from_dict` reads them."""
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
         d["L"] = "inf" if math.isinf(self.L) else self.L
         return d
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON with sorted keys."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FlowConfig:
+        """A configuration from :meth:`to_dict`'s output (missing fields take their defaults); an unknown
+        field or a bad value raises ConfigError naming it."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -229,6 +234,7 @@ class FlowConfig:
 
     @classmethod
     def from_json(cls, text: str) -> FlowConfig:
+        """A configuration from :meth:`to_json`'s output; bad JSON raises ConfigError."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -30,12 +30,14 @@ class JobControl:
         self.version = 0
 
     def report(self, done: float, total: float, message: str | None = None) -> None:
+        """Progress so far: ``done`` of ``total`` units, and optionally what is being done."""
         with self._lock:
             self.done, self.total = float(done), float(total)
             if message is not None:
                 self.message = message
 
     def publish(self, value: Any) -> None:
+        """Make ``value`` the partial result a page shows while the job runs."""
         with self._lock:
             self._partial = value
             self.version += 1
@@ -50,9 +52,11 @@ class JobControl:
         return self._event
 
     def cancelled(self) -> bool:
+        """Whether the page asked the job to stop."""
         return self._event.is_set()
 
     def check(self) -> None:
+        """Raise JobCancelled once the page has asked the job to stop (call it between units of work)."""
         if self._event.is_set():
             raise JobCancelled()
 
@@ -77,6 +81,7 @@ class EnsembleJob:
         self.ended_at: float | None = None
 
     def start(self) -> EnsembleJob:
+        """Start the thread (once); returns the job."""
         if self._thread is not None:
             raise RuntimeError("this job was already started")
         self.started_at = time.perf_counter()
@@ -98,9 +103,11 @@ class EnsembleJob:
             self.ended_at = time.perf_counter()
 
     def cancel(self) -> None:
+        """Ask the job to stop at its next ``check()``; its partial result stays."""
         self.control.cancel_event.set()
 
     def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread (at most ``timeout`` s); whether it has ended."""
         if self._thread is not None:
             self._thread.join(timeout)
         return self.done

@@ -196,6 +196,7 @@ class BatchedMLP:
         return torch.stack([torch.linalg.matrix_norm(W, ord=2) for W in self.weights], dim=1)
 
     def frobenius_norms(self) -> Tensor:
+        """‖W_l‖_F of every layer of every member, (K, D) (the authors' projection divides by it)."""
         return torch.stack([W.flatten(1).norm(dim=1) for W in self.weights], dim=1)
 
     def project(
@@ -327,9 +328,11 @@ class BatchedAdam:
         self.set_lr(lr)
 
     def set_lr(self, lr: Tensor) -> None:
+        """One learning rate per member, ``lr`` of shape (K,) (the live ``lr`` field)."""
         self.lr = [float(x) for x in lr.reshape(-1).tolist()]
 
     def reset(self) -> None:
+        """Zero the moments and step counts of every member (``optimizer_state = "reset"``)."""
         self.m.zero_()
         self.v.zero_()
         self.t.zero_()

@@ -166,5 +166,6 @@ class MetricTracker:
         return measured
 
     def latest(self, k: int, metric: str = "w2") -> float:
+        """Member ``k``'s latest value of ``metric`` (NaN before the first measurement)."""
         values = self.series[k].get(metric, [])
         return float(values[-1]) if values else math.nan

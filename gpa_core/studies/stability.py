@@ -93,6 +93,7 @@ class StabilityGrid:
         return len(self.Ls), len(self.dts)
 
     def cell(self, i_L: int, i_dt: int) -> GridCell:
+        """The cell of the ``i_L``-th L and the ``i_dt``-th Δt (cells are stored L-major)."""
         return self.cells[i_L * len(self.dts) + i_dt]
 
     @property
@@ -172,6 +173,7 @@ class StabilityResult:
         return all(c is not None for c in self.cells)
 
     def counts(self) -> dict[str, int]:
+        """How many finished cells ended in each outcome (converged, still moving, diverged)."""
         out = {o.value: 0 for o in Outcome}
         for c in self.cells:
             if c is not None:

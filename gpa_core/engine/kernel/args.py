@@ -71,12 +71,16 @@ class Params(NamedTuple):
 
 
 class Points(NamedTuple):
+    """The point clouds a call moves (particles, generated points) and reads (the target)."""
+
     Y: np.ndarray  # (K, M, d) float32 particles, moved in place
     gen: np.ndarray  # (K, G, d) float32 generated points (G may be 0), moved in place
     X: np.ndarray  # (K, N, d) float32 target
 
 
 class Status(NamedTuple):
+    """Each member's life: alive, time, divergence step/time/reason, and the recorded history."""
+
     alive: np.ndarray  # (K,) bool
     t: np.ndarray  # (K,) float64 physical time
     runaway: np.ndarray  # (K,) float32 radius beyond which particles have run away

@@ -41,6 +41,7 @@ def ready() -> bool:
 
 
 def compile_error() -> str | None:
+    """Why the kernel could not be compiled (None while compiling or once it is ready)."""
     return _STATE.error
 
 

@@ -92,6 +92,7 @@ def canonical(kind: ObjectiveKind) -> ObjectiveKind:
 
 
 def objective_code(kind: ObjectiveKind) -> int:
+    """The kernel's integer for an eager objective (an ``ObjectiveKind`` of ``algorithm.divergences``)."""
     return OBJECTIVE_CODES[canonical(kind)]
 
 

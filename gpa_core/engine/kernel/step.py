@@ -108,6 +108,7 @@ def softplus(x):
 
 @jit
 def sigmoid(x):
+    """σ(x) = 1/(1 + e^{−x}) in float32; eager twin: ``torch.sigmoid`` (the JS objective)."""
     return _f32(1.0 / (1.0 + math.exp(-x)))
 
 
