@@ -10,26 +10,85 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from gpa_core.config import ConfigError
-from gpa_core.genes.latent import LatentError
-from gpa_core.genes.readers import PAGE_ORIENTATION
+from gpa_core.config import ConfigError, field_to_text, parse_hidden
+from gpa_core.genes.batches import (
+    batch_columns,
+    batch_values,
+    guess_batch_column,
+    guess_label_column,
+    label_columns,
+    split_by_batch,
+    with_annotation_labels,
+)
+from gpa_core.genes.encoder import AUTO_MEDIAN_DISTANCE
+from gpa_core.genes.latent import GPA_DEFAULTS, REACHED_FLOOR, LatentError, default_settings, verdict
+from gpa_core.genes.readers import PAGE_ORIENTATION, sheet_label_column
 from gpa_core.genes.study import PAGE_MISSING, GeneDataError, Study, align_studies
 from gpa_core.jobs import EnsembleJob
+from gpa_core.plots import latent as plots
 from ui import latent as latent_ui
-from ui.session import cancel_job, session_job_holder
+from ui.jobs import JobPage, job_progress
 
-POLL_SECONDS = 0.5
 ORIENTATIONS = {"auto": "auto-detect", **PAGE_ORIENTATION}  # the readers' messages quote these labels
-
-
-def _holder() -> dict[str, Any]:
-    return session_job_holder("latent_space")
+#: This session's integration: the job, the two studies and the settings it ran with.
+JOB = JobPage("latent_space")
 
 
 # ------------------------------------------------------------------------------------------ data
 def _naming(message: str, filename: str) -> str:
     """``message``, prefixed with the file's name unless it already names it."""
     return message if filename in message else f"'{filename}': {message}"
+
+
+def _expression_help(limit: int, cap: int) -> str:
+    return (
+        "CSV/TSV table (plain or gzipped; genes × samples or samples × genes; annotation columns such as a "
+        "gene description and per-sample P/A/M call columns are dropped and named), a GEO series-matrix file "
+        "(GSE…_series_matrix.txt[.gz]) or an AnnData .h5ad file (needs the optional package anndata; its obs "
+        f"columns offer the batch and label). At most {limit} MB per file and {cap // 2**20} MB of text once "
+        f"decompressed (environment variable {latent_ui.CAP_ENV} when the app starts)."
+    )
+
+
+def _scale(col: Any, study: Study, key: str, read: tuple[bytes, str, str, str, int]) -> Study:
+    """The study on the scale chosen for linear values (the control shows only for them); ``read``:
+    the arguments of :func:`ui.latent.read_study` that gave ``study``."""
+    if study.linear is None:
+        return study
+    scales = list(latent_ui.SCALES)
+    choice = col.selectbox(
+        "scale (the values look linear)", scales, index=scales.index(study.linear.suggested), key=key,
+        format_func=latent_ui.SCALES.get,
+        help=f"The values look linear, not log-scale ({study.linear.describe()}): PCA and GPA expect log "
+        "values (the paper's are log2 intensities, 2–16). log2 needs a floor for values ≤ 0: 1, or 20 with a "
+        "ceiling of 16000 as for Affymetrix MAS4/MAS5 data; log2(x + 1) suits counts.",
+    )  # fmt: skip
+    return latent_ui.with_scale(study, *read, choice)
+
+
+def _label_column(col: Any, study: Study, key: str) -> Study:
+    """Labels from one of the study's sample-information columns (a table's text columns, .h5ad obs),
+    when it has any: the column the reader took, else a label-named one, else none."""
+    columns = label_columns(study)
+    if not columns:
+        return study
+    options = ["", *columns]
+    default = guess_label_column(study) or ""
+    if study.labels is not None:  # the reader took a label column: preselect it
+        default = next((c for c in columns if _gives_labels(study, c)), default)
+    choice = col.selectbox(
+        "label column (sample information)", options, index=options.index(default), key=key,
+        format_func=lambda c: c or "no labels",
+    )  # fmt: skip
+    return with_annotation_labels(study, choice or None)
+
+
+def _gives_labels(study: Study, column: str) -> bool:
+    """Whether sample-information ``column`` gives the study's present labels."""
+    try:
+        return np.array_equal(with_annotation_labels(study, column).labels, study.labels)
+    except GeneDataError:
+        return False
 
 
 def _upload_column(col: Any, role: str, cap: int) -> Study | None:
@@ -41,10 +100,8 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
         f"{role} expression file",
         type=None,  # every file reaches the reader, which names what it cannot use
         key=f"lat_up_{role}",
-        max_upload_size=2 * limit,  # more than the reader takes: see UPLOADER_LIMIT_MB in ui/session.py
-        help="CSV/TSV table (plain or gzipped; genes × samples or samples × genes) or a GEO series-matrix "
-        f"file (GSE…_series_matrix.txt[.gz]). At most {limit} MB per file and {cap // 2**20} MB of text "
-        f"once decompressed (environment variable {latent_ui.CAP_ENV} when the app starts).",
+        max_upload_size=2 * limit,  # more than the reader takes: see UPLOADER_LIMIT_MB in ui/uploads.py
+        help=_expression_help(limit, cap),
     )
     orient = col.selectbox(
         "orientation", list(ORIENTATIONS), format_func=ORIENTATIONS.get, key=f"lat_orient_{role}"
@@ -54,17 +111,29 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
         type=None,
         key=f"lat_lab_{role}",
         max_upload_size=4 * latent_ui.LABEL_UPLOAD_MB,
+        help="Two columns, a header row optional; or a sample sheet with a header (sample ID, batch, label, "
+        "…), whose label column you choose. Rows of samples not in the study are ignored.",
     )
     if f is None:
         return None
+    read = (f.getvalue(), f.name, orient, f"{role} ({f.name})", cap)
     try:
-        study = latent_ui.read_study(f.getvalue(), f.name, orient, f"{role} ({f.name})", cap)
+        study = latent_ui.read_study(*read)
+        study = _scale(col, study, f"lat_scale_{role}", read)
     except (GeneDataError, ValueError) as exc:
         col.error(_naming(str(exc), f.name))
         return None
     try:
         if lab is not None:
-            study = latent_ui.with_label_file(study, lab.getvalue(), lab.name)
+            sheet = latent_ui.read_sheet(lab.getvalue(), lab.name)
+            columns = list(sheet.columns)
+            column = None
+            if len(columns) > 1:
+                column = col.selectbox(
+                    "label column of the label file", columns,
+                    index=columns.index(sheet_label_column(sheet)), key=f"lat_labcol_{role}",
+                )  # fmt: skip
+            study = latent_ui.with_label_file(study, lab.getvalue(), lab.name, column)
         else:
             tags = latent_ui.label_tags(study)
             if tags:
@@ -77,6 +146,8 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
                     disabled=len(tags) == 1,
                 )
                 study = latent_ui.with_tag_labels(study, tag)
+            else:
+                study = _label_column(col, study, f"lat_info_{role}")
     except (GeneDataError, ValueError) as exc:
         col.error(_naming(str(exc), lab.name if lab is not None else f.name))
         return None
@@ -90,12 +161,137 @@ def _upload_column(col: Any, role: str, cap: int) -> Study | None:
     return study
 
 
+def _two_files(cap: int) -> tuple[Study | None, Study | None]:
+    c1, c2 = st.columns(2)
+    return _upload_column(c1, "source", cap), _upload_column(c2, "target", cap)
+
+
+def _combined(cap: int) -> tuple[Study, Study] | None:
+    """One file holding both studies, split by a batch column (in the file itself or in a sample
+    sheet): the source and the target batch and the label column are chosen; None until both exist."""
+    limit = latent_ui.upload_mb(cap)
+    c1, c2 = st.columns(2)
+    f = c1.file_uploader(
+        "expression file (both studies)", type=None, key="lat_up_combined", max_upload_size=2 * limit,
+        help=_expression_help(limit, cap),
+    )  # fmt: skip
+    orient = c1.selectbox(
+        "orientation", list(ORIENTATIONS), format_func=ORIENTATIONS.get, key="lat_orient_combined"
+    )
+    sheet = c2.file_uploader(
+        "sample sheet (sample ID, batch, label, …; a header row names the columns)", type=None,
+        key="lat_sheet_combined", max_upload_size=4 * latent_ui.LABEL_UPLOAD_MB,
+        help="One row per sample: its ID as in the expression file, then columns such as the batch "
+        "(which study) and the label. Not needed when the expression file has them itself (a samples × "
+        "genes table's text columns, an .h5ad file's obs).",
+    )  # fmt: skip
+    if f is None:
+        return None
+    read = (f.getvalue(), f.name, orient, f"combined ({f.name})", cap)
+    try:
+        study = latent_ui.read_study(*read)
+        study = _scale(c1, study, "lat_scale_combined", read)
+    except (GeneDataError, ValueError) as exc:
+        c1.error(_naming(str(exc), f.name))
+        return None
+    if sheet is not None:
+        try:
+            study = latent_ui.with_sheet(study, sheet.getvalue(), sheet.name)
+        except (GeneDataError, ValueError) as exc:
+            c2.error(_naming(str(exc), sheet.name))
+            return None
+    st.caption(
+        f"{f.name}: {study.n_samples} samples × {study.n_genes:,} genes"
+        + (" · " + "; ".join(study.notes) if study.notes else "")
+    )
+    columns = batch_columns(study)
+    if not columns and sheet is None:
+        st.info(
+            f"{f.name} has no column that tells the batches apart: upload a sample sheet (sample ID, batch, "
+            "label, …) beside it."
+        )
+        return None
+    if not columns:
+        st.error(
+            f"'{f.name}': no column splits the samples into batches (a column with 2 to 50 different "
+            "values). Upload a sample sheet with a batch column (sample ID, batch, label), or choose "
+            "'upload two studies'."
+        )
+        return None
+    b1, b2, b3, b4 = st.columns(4)
+    batch = b1.selectbox(
+        "batch column", columns, index=columns.index(guess_batch_column(study) or columns[0]), key="lat_batch"
+    )
+    counts = batch_values(study, batch)
+    values = list(counts)
+
+    def fmt(v: str) -> str:
+        return f"{v} ({counts.get(v, 0)} samples)"
+
+    src = b2.selectbox("source batch", values, index=0, key="lat_batch_source", format_func=fmt)
+    tgt = b3.selectbox("target batch", values, index=1, key="lat_batch_target", format_func=fmt)
+    options = ["", *label_columns(study)]  # the same whatever the batch column: the choice stays
+    default = guess_label_column(study, exclude=batch) or ""
+    lab = b4.selectbox(
+        "label column", options, index=options.index(default), key="lat_label_column",
+        format_func=lambda c: c or "no labels",
+    )  # fmt: skip
+    try:
+        source, target = split_by_batch(study, batch, src, tgt, lab or None)
+    except GeneDataError as exc:
+        st.error(_naming(str(exc), f.name))
+        return None
+    for s in (source, target):
+        counts_s = s.label_counts()
+        st.caption(
+            f"**{s.name}**: {s.n_samples} samples · "
+            + (", ".join(f"{k}: {v}" for k, v in counts_s.items()) if counts_s else "no labels")
+            + "".join(f" · {n}" for n in s.notes[len(study.notes) + 1 :])
+        )
+    return source, target
+
+
+def _uploaded(kind: str) -> tuple[Study, Study, str, str] | None:
+    """The uploaded source and target (two files or one combined file), a key naming them and the
+    missing-values choice, or None (messages shown)."""
+    cap, warning = latent_ui.study_cap()
+    if warning:
+        st.warning(warning)
+    pair = _combined(cap) if kind == "combined" else _two_files(cap)
+    missing = st.radio(
+        "missing values", list(PAGE_MISSING), horizontal=True, key="lat_missing",
+        format_func=PAGE_MISSING.get,
+        help="Genes with a missing value in either study: drop them, or replace the missing values "
+        "by the gene's mean within its study (a gene with no value at all in a study is dropped).",
+    )  # fmt: skip
+    if pair is None or pair[0] is None or pair[1] is None:
+        st.info(
+            "Upload one file holding both studies, with a batch column in it or in a sample sheet, "
+            "to continue."
+            if kind == "combined"
+            else "Upload a source and a target study (and labels, if the files have none) to continue."
+        )
+        return None
+    source, target = pair
+    if (source.labels is None) != (target.labels is None):
+        st.error("Label both studies or neither: per-label transport needs labels on both sides.")
+        return None
+    h = hashlib.sha1()
+    for s in (source, target):
+        h.update(s.name.encode())
+        h.update(str(s.expression.shape).encode())
+        h.update(np.ascontiguousarray(s.expression[:, : min(50, s.n_genes)]).tobytes())
+        h.update("".join(s.labels.tolist() if s.labels is not None else []).encode())
+    return source, target, f"upload-{missing}-" + h.hexdigest(), missing
+
+
 def _data() -> tuple[Study, Study, str] | None:
     """The two aligned studies and a key naming them, or None (messages shown)."""
     d = latent_ui.defaults()
     kind = st.radio(
-        "Data", ["synthetic", "upload"], horizontal=True, key="lat_data",
-        format_func={"synthetic": "built-in synthetic studies", "upload": "upload two studies"}.get,
+        "Data", ["synthetic", "upload", "combined"], horizontal=True, key="lat_data",
+        format_func={"synthetic": "built-in synthetic studies", "upload": "upload two studies",
+                     "combined": "upload one file with both studies (batch column)"}.get,
     )  # fmt: skip
     if kind == "synthetic":
         sizes = sorted(set(latent_ui.GENE_SIZES) | {int(d["genes"])})
@@ -116,31 +312,10 @@ def _data() -> tuple[Study, Study, str] | None:
         key = f"synthetic-{genes}-{n_s}-{n_t}-{seed}"
         missing = "drop"  # the synthetic studies have no missing values
     else:
-        cap, warning = latent_ui.study_cap()
-        if warning:
-            st.warning(warning)
-        c1, c2 = st.columns(2)
-        source = _upload_column(c1, "source", cap)
-        target = _upload_column(c2, "target", cap)
-        missing = st.radio(
-            "missing values", list(PAGE_MISSING), horizontal=True, key="lat_missing",
-            format_func=PAGE_MISSING.get,
-            help="Genes with a missing value in either study: drop them, or replace the missing values "
-            "by the gene's mean within its study (a gene with no value at all in a study is dropped).",
-        )  # fmt: skip
-        if source is None or target is None:
-            st.info("Upload a source and a target study (and labels, if the files have none) to continue.")
+        uploaded = _uploaded(kind)
+        if uploaded is None:
             return None
-        if (source.labels is None) != (target.labels is None):
-            st.error("Label both studies or neither: per-label transport needs labels on both sides.")
-            return None
-        h = hashlib.sha1()
-        for s in (source, target):
-            h.update(s.name.encode())
-            h.update(str(s.expression.shape).encode())
-            h.update(np.ascontiguousarray(s.expression[:, : min(50, s.n_genes)]).tobytes())
-            h.update("".join(s.labels.tolist() if s.labels is not None else []).encode())
-        key = f"upload-{missing}-" + h.hexdigest()
+        source, target, key, missing = uploaded
     try:
         source, target, report = align_studies(source, target, missing=missing)
     except GeneDataError as exc:
@@ -164,34 +339,53 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
     standardize = c1.checkbox("standardize genes", value=True, key="lat_std")
     n_max = max(1, min(source.n_samples + target.n_samples - 1, source.n_genes))
     dprime = c2.number_input("d′ (latent dimension)", 1, n_max, min(50, n_max), key="lat_d")
-    scale = c3.number_input(
-        "latent scale", min_value=1e-3, max_value=1e3, value=1.0, format="%.3g", key="lat_scale",
-        help="The latent coordinates are divided by this before transport. 1 = the paper; the authors' "
-        "code divides by 10.",
+    auto = c3.checkbox(
+        "latent scale from the data", value=GPA_DEFAULTS["latent_scale"] == "auto", key="lat_scale_auto",
+        help="Divide the latent coordinates so that the median distance between two samples is "
+        f"{AUTO_MEDIAN_DISTANCE:g}: a step of at most L·Δt then moves a particle a fixed share of it, "
+        "whatever the data's units (README, 'Latent integration, measured').",
     )  # fmt: skip
+    scale: float | str = "auto"
+    if not auto:
+        scale = float(c3.number_input(
+            "latent scale", min_value=1e-3, max_value=1e3, value=1.0, format="%.3g", key="lat_scale",
+            help="The latent coordinates are divided by this before transport. 1 = the paper; the "
+            "authors' code divides by 10.",
+        ))  # fmt: skip
     try:
-        enc = latent_ui.fit_encoder(source, target, key, int(dprime), bool(standardize), float(scale))
+        enc = latent_ui.fit_encoder(source, target, key, int(dprime), bool(standardize), scale)
     except (LatentError, ValueError) as exc:
         st.error(f"The encoder could not be fitted: {exc}")
         return None
+    st.caption(
+        f"Latent scale {enc.latent_scale:.3g} (the median distance between two samples in PCA units is "
+        f"{enc.median_distance_:.3g}){' — chosen from the data' if auto else ''}."
+    )
     e1, e2 = st.columns(2)
-    e1.plotly_chart(latent_ui.scree_figure(enc, int(dprime)), key="lat_scree")
-    e2.plotly_chart(latent_ui.reconstruction_figure(enc, int(dprime)), key="lat_recon")
+    e1.plotly_chart(plots.scree_figure(enc, int(dprime)), key="lat_scree")
+    e2.plotly_chart(plots.reconstruction_figure(enc, int(dprime)), key="lat_recon")
     st.subheader("Integration")
+    D = GPA_DEFAULTS
     with st.expander("GPA settings (paper Fig. 8: KL (DV), L = 1, Δt = 0.2, 5 inner steps, 5000 steps)"):
         g1, g2, g3, g4, g5, g6, g7 = st.columns(7)
-        L = g1.number_input("L", min_value=1e-3, max_value=1e4, value=1.0, format="%.3g", key="lat_L")
-        dt = g2.number_input("Δt", min_value=1e-4, max_value=10.0, value=0.2, format="%.3g", key="lat_dt")
-        inner = g3.number_input("inner steps", 1, 100, 5, key="lat_inner")
-        lr = g4.number_input("lr", min_value=1e-6, max_value=1.0, value=1e-3, format="%.1e", key="lat_lr")
+        L = g1.number_input("L", min_value=1e-3, max_value=1e4, value=D["L"], format="%.3g", key="lat_L")
+        dt = g2.number_input("Δt", min_value=1e-4, max_value=10.0, value=D["dt"], format="%.3g", key="lat_dt")
+        inner = g3.number_input("inner steps", 1, 100, D["inner_steps"], key="lat_inner")
+        lr = g4.number_input("lr", min_value=1e-6, max_value=1.0, value=D["lr"], format="%.1e", key="lat_lr")
         steps = g5.number_input(
-            "steps", 1, 20000, int(d["steps"]), key="lat_steps", help="per label; the paper uses 5000"
-        )
+            "steps", 1, 20000, int(d["steps"]), key="lat_steps",
+            help="at most, per label (the paper's 5000); with the floor rule a label stops earlier",
+        )  # fmt: skip
         f = g6.selectbox("f", ["kl", "alpha", "reverse_kl", "js"], key="lat_f", help="kl = KL in DV form")
-        hidden = g7.text_input("hidden widths", "32,32,32", key="lat_hidden")
+        hidden = g7.text_input("hidden widths", field_to_text("hidden", D["hidden"]), key="lat_hidden")
+        stop_at_floor = st.checkbox(
+            "stop each label at its floor", value=D["stop_at_floor"], key="lat_stop_floor",
+            help="A label's flow stops once its latent W₂² to the target is down to the distance between "
+            "two samples of the target itself: beyond it the flow only copies the target's points.",
+        )  # fmt: skip
     m1, m2, m3 = st.columns([3, 2, 2])
     methods = m1.multiselect(
-        "methods", ["mean_std", "combat", "gpa"], default=["mean_std", "gpa"], key="lat_methods",
+        "methods", ["mean_std", "combat", "gpa"], default=["mean_std", "combat", "gpa"], key="lat_methods",
         format_func=latent_ui.VIEW_TITLES.get,
         help="ComBat: parametric empirical Bayes (Johnson et al. 2007) in gene space, the target study "
         "as the reference batch and the label as a covariate.",
@@ -204,11 +398,9 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
         "Sinkhorn divergence scores (blur 0.05, Table SM2)", value=False, key="lat_sinkhorn"
     )
     try:
-        widths = tuple(int(w) for w in str(hidden).replace(" ", "").split(",") if w)
-        if not widths or min(widths) < 1:
-            raise ValueError
-    except ValueError:
-        st.error(f"hidden widths must be positive integers separated by commas, got {hidden!r}.")
+        widths = parse_hidden(str(hidden))
+    except ConfigError as exc:
+        st.error(f"hidden widths: {exc}")
         return None
     try:
         config = latent_ui.gpa_config(float(L), float(dt), int(inner), float(lr), int(steps), str(f), widths)
@@ -222,55 +414,39 @@ def _controls(source: Study, target: Study, key: str) -> dict[str, Any] | None:
         "steps": int(steps),
         "umap": bool(do_umap),
         "sinkhorn": bool(sinkhorn),
+        "stop_at_floor": bool(stop_at_floor),
     }
 
 
 def _start(source: Study, target: Study, ctl: dict[str, Any]) -> None:
-    holder = _holder()
-    cancel_job(holder)
     work = latent_ui.integration_job(
         source, target, ctl["encoder"], methods=ctl["methods"], config=ctl["config"], steps=ctl["steps"],
-        do_umap=ctl["umap"], sinkhorn=ctl["sinkhorn"],
+        do_umap=ctl["umap"], sinkhorn=ctl["sinkhorn"], stop_at_floor=ctl["stop_at_floor"],
     )  # fmt: skip
-    job = EnsembleJob(work, name="latent", threads=1)
-    holder.clear()
-    holder.update(
-        job=job, source=source, target=target, live=True, methods=ctl["methods"], config=ctl["config"],
-        steps=ctl["steps"],
+    JOB.start(
+        EnsembleJob(work, name="latent", threads=1), source=source, target=target, methods=ctl["methods"],
+        config=ctl["config"], steps=ctl["steps"],
     )  # fmt: skip
-    job.start()
 
 
 # ------------------------------------------------------------------------------------------ live + results
-def _live_view() -> None:
-    holder = _holder()
-    job: EnsembleJob | None = holder.get("job")
-    if job is None:
-        st.info("Choose the data and settings, then press **Run integration**.")
-        return
-    status = "cancelled" if job.cancelled else ("done" if job.done else "running")
-    eta = job.eta
+def _live_view(job: EnsembleJob) -> bool:
+    """Progress and, while GPA runs, its curves so far; True once done."""
     gpa_phase = job.control.message.startswith("GPA")  # UMAP's compile time cannot be extrapolated
-    st.progress(
-        job.fraction,
-        text=f"{status}: {job.control.message or 'starting …'} · {job.elapsed:.0f} s"
-        + (f" · about {eta:.0f} s left" if eta is not None and not job.done and gpa_phase else ""),
-    )
-    if job.error is not None:
-        st.error(f"The integration failed: {job.error}")
+    job_progress(job, job.control.message or "starting …", "integration", eta=not job.done and gpa_phase)
     partial = job.partial
     if partial and partial.get("histories") and not (job.done and job.result is not None):
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(
-            latent_ui.curves(partial["histories"], "kinetic_energy", "kinetic energy (3.3)", True),
-            key="lat_ke",
-        )
-        c2.plotly_chart(
-            latent_ui.curves(partial["histories"], "divergence", "divergence estimate", False), key="lat_div"
-        )
-    if job.done and holder.get("live"):
-        holder["live"] = False
-        st.rerun()
+        _curves(partial["histories"], "")
+    return job.done
+
+
+def _curves(histories: dict[str, Any], suffix: str) -> None:
+    """Kinetic energy and divergence of every label's flow, side by side (keys end with ``suffix``)."""
+    ke = plots.label_curves_figure(histories, "kinetic_energy", "kinetic energy (3.3)", True)
+    div = plots.label_curves_figure(histories, "divergence", "divergence estimate", False)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(ke, key=f"lat_ke{suffix}")
+    c2.plotly_chart(div, key=f"lat_div{suffix}")
 
 
 def _views(out: dict[str, Any], source: Study, target: Study) -> None:
@@ -280,26 +456,24 @@ def _views(out: dict[str, Any], source: Study, target: Study) -> None:
         format_func={"umap": "UMAP (random_state 100)", "pca": "PCA of the latent data"}.get,
     )  # fmt: skip
     views = out["views"][kind]
-    study = np.array(["source"] * source.n_samples + ["target"] * target.n_samples)
-    ls = source.labels if source.labels is not None else np.full(source.n_samples, "all")
-    lt = target.labels if target.labels is not None else np.full(target.n_samples, "all")
-    labels = np.concatenate([ls, lt]).astype(str)
-    lcol = latent_ui.label_colors(labels)
+    study, labels = latent_ui.sample_groups(source, target)
+    lcol = plots.label_colors(labels)
     cols = st.columns(len(views))
     for col, (name, xy) in zip(cols, views.items(), strict=True):
         title = latent_ui.VIEW_TITLES.get(name, name)
         col.plotly_chart(
-            latent_ui.embedding_figure(xy, study, f"{title}: by study", latent_ui.STUDY_COLORS),
+            plots.embedding_figure(xy, study, f"{title}: by study", plots.STUDY_COLORS),
             key=f"lat_v_{kind}_{name}_s",
         )
         col.plotly_chart(
-            latent_ui.embedding_figure(xy, labels, f"{title}: by label", lcol), key=f"lat_v_{kind}_{name}_l"
+            plots.embedding_figure(xy, labels, f"{title}: by label", lcol), key=f"lat_v_{kind}_{name}_l"
         )
 
 
 def _status(status: str) -> str:
     """The flow's member status in words ("running" = it did all its steps without converging)."""
-    return {"running": "all steps done", "converged": "converged", "diverged": "diverged"}.get(status, status)
+    words = {"running": "all steps done", "converged": "converged", "diverged": "diverged"}
+    return {**words, REACHED_FLOOR: "reached its floor"}.get(status, status)
 
 
 def _reach_note(holder: dict[str, Any], gpa: Any) -> str:
@@ -318,20 +492,48 @@ def _reach_note(holder: dict[str, Any], gpa: Any) -> str:
 
 
 def _results() -> None:
-    holder = _holder()
+    """Once the job is done: scores, views and downloads."""
+    holder = JOB.holder
     job: EnsembleJob | None = holder.get("job")
     if job is None or not job.done or job.result is None:
         return
     out = job.result
     source: Study = holder["source"]
     target: Study = holder["target"]
-    results = out["results"]
+    table = _scores(out["results"])
+    _verdict(out["results"], source, target)
+    st.subheader("Views")
+    if out.get("umap_seconds"):
+        st.caption(f"UMAP's first use compiled its kernels in {out['umap_seconds']:.1f} s.")
+    _views(out, source, target)
+    _downloads(source, target, out["results"], table)
+
+
+def _verdict(results: dict[str, Any], source: Study, target: Study) -> None:
+    """Which method integrated these data best, and what limits the reading (small labels, d′)."""
+    said = verdict(results)
+    first = next(iter(results.values()))
+    notes = default_settings(
+        first.Z_source_before, first.Z_target, source.labels, target.labels, n_genes=source.n_genes
+    )["notes"]
+    lines = [*said["lines"], *notes]
+    if said["best"] is None:
+        lines.insert(0, "No method passes every check here (see the flags).")
+    st.markdown("\n".join(f"- {line}" for line in lines))
+
+
+def _scores(results: dict[str, Any]) -> Any:
+    """The score table of every method and GPA's per-label outcome; returns the table."""
     st.subheader("Scores")
     st.caption(
         "Per label: W₂² between the integrated source and the target, before and after, and the remaining "
         "percentage of the raw distance (latent: PCA coordinates; genes: integrated source vs raw target, "
-        "which includes the decoder's projection error for GPA). Over all samples: silhouette by study "
-        "(lower = better mixed), silhouette by label (biology kept), k-NN mixing (1 = perfectly mixed)."
+        "which includes the decoder's projection error for GPA). **floor**: the same score between two "
+        "samples of the target itself (size-corrected), what a perfect integration would still read; "
+        "**excess %**: the share of the batch effect above that floor still left. Study silhouette and "
+        "k-NN mixing are also computed within labels (a pooled score also measures the labels' "
+        "proportions); label silhouette says whether the biology is kept, label transfer whether a "
+        "classifier trained on the target recognises the integrated source."
     )
     table = latent_ui.score_table(results)
     st.dataframe(table, key="lat_scores", hide_index=True)
@@ -350,20 +552,15 @@ def _results() -> None:
                 else ""
             )
             + (" · stopped early" if t.stopped else "")
-            + _reach_note(holder, gpa)
+            + _reach_note(JOB.holder, gpa)
         )
         if t.histories:
-            c1, c2 = st.columns(2)
-            c1.plotly_chart(
-                latent_ui.curves(t.histories, "kinetic_energy", "kinetic energy (3.3)", True), key="lat_ke_f"
-            )
-            c2.plotly_chart(
-                latent_ui.curves(t.histories, "divergence", "divergence estimate", False), key="lat_div_f"
-            )
-    st.subheader("Views")
-    if out.get("umap_seconds"):
-        st.caption(f"UMAP's first use compiled its kernels in {out['umap_seconds']:.1f} s.")
-    _views(out, source, target)
+            _curves(t.histories, "_f")
+    return table
+
+
+def _downloads(source: Study, target: Study, results: dict[str, Any], table: Any) -> None:
+    """The integrated source matrix (GPA's, else the first method's), latent coordinates and scores."""
     st.subheader("Downloads")
     d1, d2, d3 = st.columns(3)
     main = "gpa" if "gpa" in results else next(iter(results))
@@ -400,22 +597,17 @@ def main() -> None:
         return
     source, target, key = data
     ctl = _controls(source, target, key)
-    holder = _holder()
-    job: EnsembleJob | None = holder.get("job")
     b1, b2, _ = st.columns([2, 1, 4])
     start = b1.button(
         "Run integration", type="primary", key="lat_run", disabled=ctl is None or not ctl["methods"]
     )
-    if b2.button("Cancel", key="lat_cancel", disabled=job is None or job.done):
-        assert job is not None
-        job.cancel()
+    JOB.cancel_button(b2, "lat_cancel")
     if start and ctl is not None:
         try:
             _start(source, target, ctl)
         except (ValueError, ConfigError, LatentError) as exc:
             st.error(f"Cannot start: {exc}")
-    live = bool(holder.get("live"))
-    st.fragment(run_every=POLL_SECONDS if live else None)(_live_view)()
+    JOB.live(_live_view, idle="Choose the data and settings, then press **Run integration**.")
     _results()
 
 

@@ -72,3 +72,44 @@ def test_bad_inputs_are_refused_clearly() -> None:
         combat(X, batch, reference="nope")
     with pytest.raises(CombatError, match="at least two samples"):
         combat(X[:27], np.array(["ref"] * 26 + ["other"]))
+
+
+def _floor_genes(seed: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """_shifted data where 2 % of the genes are nearly constant in the reference (a detection floor)."""
+    X, batch, label = _shifted(seed)
+    rng = np.random.default_rng(seed)
+    floor = rng.choice(X.shape[1], 4, replace=False)
+    ref = batch == "ref"
+    X[np.ix_(ref, floor)] = 1.0 + 1e-3 * rng.standard_normal((ref.sum(), floor.size))
+    return X, batch, label, floor
+
+
+def test_genes_constant_in_the_reference_do_not_collapse_the_other_batch() -> None:
+    """sva's and scanpy's moment priors follow those genes' huge variance ratios and inflate every
+    ordinary gene's δ*²: the other batch's residuals shrink by √δ*² (a spread far below the
+    reference's). With the priors fitted on the typical genes its spread stays the reference's."""
+    X, batch, label, floor = _floor_genes()
+    ordinary = np.setdiff1d(np.arange(X.shape[1]), floor)
+    ref, other = batch == "ref", batch == "other"
+
+    def spread(out: np.ndarray) -> float:  # within-label sd of the other batch over the reference's
+        ratios = [out[other & (label == v)][:, ordinary].std(0) / X[ref & (label == v)][:, ordinary].std(0)
+                  for v in ("x", "y")]  # fmt: skip
+        return float(np.median(np.concatenate(ratios)))
+
+    # without the label as covariate: the floor genes' residual variance in the reference is then
+    # their (tiny) spread, not the label effect the other batch has in them
+    unguarded = combat(X, batch, reference="ref", prior_range=None)
+    guarded = combat(X, batch, reference="ref")
+    assert spread(unguarded) < 0.5
+    assert 0.7 < spread(guarded) < 1.3
+    assert np.array_equal(guarded[ref], X[ref]) and np.isfinite(guarded).all()
+
+
+def test_the_prior_guard_changes_nothing_without_outlying_genes() -> None:
+    X, batch, label = _shifted(3)
+    np.testing.assert_array_equal(
+        combat(X, batch, label, reference="ref"), combat(X, batch, label, reference="ref", prior_range=None)
+    )
+    out = combat(REFERENCE["X"], REFERENCE["batch"], prior_range=None)
+    np.testing.assert_allclose(out, REFERENCE["plain"], rtol=0, atol=1e-10)

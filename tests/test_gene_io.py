@@ -5,14 +5,26 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from upload_corpus import zip_bytes
+from upload_corpus import combined_files, golub_table, zip_bytes
 
+from gpa_core.genes.batches import (
+    attach_sheet,
+    batch_columns,
+    batch_values,
+    guess_batch_column,
+    guess_label_column,
+    label_columns,
+    read_sample_sheet,
+    split_by_batch,
+    with_annotation_labels,
+)
 from gpa_core.genes.readers import (
     attach_labels,
     find_label_tags,
@@ -23,6 +35,7 @@ from gpa_core.genes.readers import (
     read_label_file,
     read_series_matrix,
 )
+from gpa_core.genes.scale import TRANSFORMS, detect_linear, log2_transform
 from gpa_core.genes.study import (
     GeneDataError,
     Study,
@@ -270,16 +283,14 @@ def test_table_duplicate_genes_keep_first():
     assert s.expression[:, 0].tolist() == [1.0, 2.0]
 
 
-def test_h5ad_needs_anndata():
-    try:
-        import anndata  # noqa: F401
-    except ImportError:
-        with pytest.raises(GeneDataError, match="anndata"):
-            read_h5ad(b"\x89HDF\r\n\x1a\n rest")
-        with pytest.raises(GeneDataError, match="anndata"):
-            load_study(b"\x89HDF\r\n\x1a\n rest")
-    else:  # pragma: no cover - anndata is not a dependency
-        pytest.skip("anndata installed: the missing-package message cannot be checked")
+def test_h5ad_needs_anndata(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "anndata", None)  # as if not installed (import raises ImportError)
+    with pytest.raises(GeneDataError, match="optional package 'anndata'"):
+        read_h5ad(b"\x89HDF\r\n\x1a\n rest")
+    with pytest.raises(GeneDataError, match=r"'x\.h5ad': reading \.h5ad files needs .*anndata"):
+        load_study(b"\x89HDF\r\n\x1a\n rest", filename="x.h5ad")
 
 
 # ------------------------------------------------------------------------------------------ label files
@@ -567,7 +578,7 @@ def test_values_beyond_float32_are_refused_not_made_infinite():
 
 def test_wide_tables_read_like_narrow_ones(monkeypatch):
     """Tables with more columns than gene_table._WIDE go through the split parser: same results."""
-    from gpa_core.genes.study import table as gene_table
+    from gpa_core.genes import table as gene_table
 
     cases = [FIX / "samples_by_genes.csv", FIX / "genes_by_samples.csv", FIX / "r_style.csv"]
     narrow = [read_expression_table(p) for p in cases]
@@ -591,3 +602,330 @@ def test_old_mac_line_ends_and_overlong_cells():
         read_expression_table(b"id,S1," + b"x" * 200_000 + b"\ng1,1,2\ng2,3,4\n", filename="long.csv")
     with pytest.raises(GeneDataError, match=r"'labels\.csv', line 2"):
         read_label_file(b"a,P\nb," + b"x" * 200_000 + b"\n", filename="labels.csv")
+
+
+# ------------------------------------------------------------------------------------- files as they come
+def test_golub_layout_description_accession_and_call_columns():
+    """The Golub ALL/AML layout: description, accession, then a value and a P/A/M call per sample."""
+    samples = ["1", "2", "3", "4", "5", "6", "7", "8"]
+    data = golub_table(genes=40, samples=samples)
+    s = read_expression_table(data, filename="data_set_ALL_AML_train.csv")
+    assert s.expression.shape == (8, 40)
+    assert list(s.sample_ids) == samples
+    assert s.gene_ids[0] == "M10000_at" and np.unique(s.gene_ids).size == 40  # accessions, not descriptions
+    assert s.n_duplicate_ids_dropped == 0
+    notes = " | ".join(s.notes)
+    assert "gene IDs taken from column 'Gene Accession Number'" in notes
+    assert "dropped 8 per-sample detection-call column(s) (P/A/M" in notes and "call, call.1" in notes
+    assert "dropped non-numeric column(s): Gene Description" in notes
+    # the values are the sample columns' own, in order (the calls beside them are skipped)
+    lines = data.decode().splitlines()
+    first = next(csv_row for csv_row in __import__("csv").reader([lines[1]]))
+    assert s.expression[:, 0].tolist() == [float(first[2 + 2 * j]) for j in range(8)]
+    # the original files' TSV: every call column is called 'call'
+    t = read_expression_table(golub_table(genes=40, samples=samples, sep="\t", numbered_calls=False))
+    np.testing.assert_array_equal(t.expression, s.expression)
+    assert any("dropped 8 per-sample detection-call" in n and "call (column 6)" in n for n in t.notes)
+    # with a label file in Golub's own layout ('patient, cancer' above numbered patients)
+    labels = read_label_file(
+        b"patient,cancer\n" + b"".join(b"%d,%s\n" % (j, b"AML" if j % 3 else b"ALL") for j in range(1, 73))
+    )
+    assert len(labels) == 72 and labels["1"] == "AML"
+    assert attach_labels(s, labels).label_counts() == {"AML": 6, "ALL": 2}
+
+
+def test_text_columns_that_are_not_calls_or_ids_stay_annotations():
+    data = b"ID_REF,Gene Symbol,S1,S2,S3,flag\n1007_s_at,DDR1,7.1,7.2,7.3,P\n1053_at,RFC2,5.1,5.2,5.3,A\n"
+    s = read_expression_table(data, orientation="genes_by_samples")
+    assert list(s.gene_ids) == ["1007_s_at", "1053_at"]  # the first column stays the IDs: it is unique
+    assert any("dropped 1 per-sample detection-call column(s)" in n and "flag" in n for n in s.notes)
+    assert any(n == "dropped non-numeric column(s): Gene Symbol" for n in s.notes)
+    # a description-named first column with an ID-named column: the IDs come from that column
+    d = read_expression_table(
+        b"Description,Probe Set ID,S1,S2\nkinase,a_at,1,2\nkinase,b_at,3,4\nx,c_at,5,6\n"
+    )
+    assert list(d.gene_ids) == ["a_at", "b_at", "c_at"]
+
+
+def test_samples_by_genes_text_and_batch_columns_are_sample_information():
+    genes = [f"g{j}" for j in range(12)]
+    header = "sample,batch,label,note," + ",".join(genes) + "\n"
+    rows = "".join(
+        f"s{i},{1 + i % 2},{'PN'[i % 3 % 2]},n{i % 2}," + ",".join(f"{i + j}.5" for j in range(12)) + "\n"
+        for i in range(8)
+    )
+    s = read_expression_table((header + rows).encode(), filename="combined.csv")
+    assert list(s.gene_ids) == genes  # the numeric 'batch' column is not a gene
+    assert s.expression[1, :2].tolist() == [1.5, 2.5]
+    assert set(s.annotations) == {"batch", "label", "note"}
+    assert s.annotations["batch"].tolist()[:3] == ["1", "2", "1"]
+    assert list(s.labels[:3]) == ["ER+", "ER-", "ER+"]  # the label column, as before
+    assert any(n.startswith("kept as sample information (batch and label choices): ") for n in s.notes)
+    assert guess_batch_column(s) == "batch" and batch_columns(s)[0] == "batch"
+    assert batch_values(s, "batch") == {"1": 4, "2": 4}
+    assert guess_label_column(s, exclude="batch") == "label"
+    # a numeric column named like a gene stays a gene, even with few values
+    t = read_expression_table(
+        b"sample,CD4,g2,g3\ns1,1,2,3\ns2,1,2,3\ns3,2,5,6\n", orientation="samples_by_genes"
+    )
+    assert list(t.gene_ids) == ["CD4", "g2", "g3"] and not t.annotations
+
+
+def test_combined_file_and_sample_sheet_split_into_two_studies():
+    expression, sheet = combined_files(per_batch=(14, 12), genes=60)
+    study = read_expression_table(expression, filename="expression.csv.gz")
+    assert study.expression.shape == (26, 60) and not study.annotations and study.linear is None
+    meta = read_sample_sheet(sheet, filename="meta.csv")
+    assert meta.header and list(meta.columns) == ["batch", "label"]
+    full = attach_sheet(study, meta)
+    assert full.notes[-1] == "sample information from 'meta.csv': batch, label"
+    assert batch_columns(full) == ["batch", "label"] and guess_batch_column(full) == "batch"
+    assert label_columns(full, exclude="batch") == ["label"]
+    source, target = split_by_batch(full, "batch", "A", "B", "label")
+    assert (source.n_samples, target.n_samples) == (14, 12)
+    assert source.name == "source (batch = A)" and target.name == "target (batch = B)"
+    assert source.label_counts() == {"H1975": 5, "H2228": 5, "HCC827": 4}
+    assert all(x.startswith("A_") for x in source.sample_ids) and source.n_genes == target.n_genes == 60
+    assert source.notes[-1] == "source: batch = 'A', 14 of 26 samples"
+    assert (
+        set(source.annotations) == {"batch", "label"} and source.annotations["batch"].tolist() == ["A"] * 14
+    )
+    swapped = split_by_batch(full, "batch", "B", "A")
+    assert swapped[0].n_samples == 12 and swapped[0].labels is None
+    # errors name what to change
+    with pytest.raises(GeneDataError, match="two different batches"):
+        split_by_batch(full, "batch", "A", "A")
+    with pytest.raises(GeneDataError, match="label column cannot be the batch column"):
+        split_by_batch(full, "batch", "A", "B", "batch")
+    with pytest.raises(GeneDataError, match="no sample information column 'cohort'"):
+        split_by_batch(full, "cohort", "A", "B")
+    with pytest.raises(GeneDataError, match=r"the target batch batch = 'C' has 0 sample\(s\)"):
+        split_by_batch(full, "batch", "A", "C")
+
+
+def test_combined_split_leaves_out_other_batches_and_needs_labels_everywhere():
+    expression, _ = combined_files(per_batch=(6, 6), genes=20)
+    study = read_expression_table(expression)
+    ids = study.sample_ids.tolist()
+    rows = [f"{sid},{'C' if k == 0 else sid[0]},{'' if k == 1 else 'x'}" for k, sid in enumerate(ids[:-1])]
+    sheet = read_sample_sheet(("id,batch,type\n" + "\n".join(rows) + "\n").encode(), filename="s.csv")
+    full = attach_sheet(study, sheet)
+    assert "1 of 12 samples are not listed there" in full.notes[-1]
+    assert batch_values(full, "batch") == {"C": 1, "A": 5, "B": 5}
+    source, target = split_by_batch(full, "batch", "A", "B")
+    assert (source.n_samples, target.n_samples) == (5, 5)
+    assert "left out: 1 samples of other batches (C: 1)" in source.notes
+    assert "left out: 1 samples without a value in 'batch'" in source.notes
+    with pytest.raises(GeneDataError, match=r"1 of 5 samples have no value in column 'type'"):
+        split_by_batch(full, "batch", "A", "B", "type")
+    with pytest.raises(GeneDataError, match=r"none of the 12 samples .* is listed"):
+        attach_sheet(study, read_sample_sheet(b"sample,batch\nX1,A\nX2,B\n", filename="other.csv"))
+
+
+def test_sample_sheets_with_or_without_a_header():
+    with_header = read_sample_sheet(b"Sample_ID\tBatch\tCell type\nc1\tp1\tT\nc2\tp2\tB\n")
+    assert with_header.header and list(with_header.columns) == ["Batch", "Cell type"]
+    assert with_header.lookup("Cell type") == {"c1": "T", "c2": "B"}
+    without = read_sample_sheet(b"c1,p1,T\nc2,p2,B\nc3,p1\n")
+    assert not without.header and list(without.columns) == ["column 2", "column 3"]
+    assert without.lookup("column 3") == {"c1": "T", "c2": "B", "c3": ""}  # short rows: empty cells
+    golub = read_sample_sheet(b"patient,cancer\n1,ALL\n2,AML\n")  # a word above numbered IDs
+    assert golub.header and golub.lookup("cancer") == {"1": "ALL", "2": "AML"}
+    assert not read_sample_sheet(b"1,ALL\n2,AML\n").header
+    assert read_sample_sheet(b"a,P\na,P\nb,N\n").ids.tolist() == ["a", "b"]  # a repeated identical row
+    with pytest.raises(GeneDataError, match="listed twice with different values in column 'type'"):
+        read_sample_sheet(b"id,label,type\na,P,x\na,P,y\n")
+    # read_label_file takes the label-named column of a sheet, or the one asked for
+    meta = b"sample_id,batch,label\nc1,A,H1975\nc2,B,H2228\n"
+    assert read_label_file(meta) == {"c1": "H1975", "c2": "H2228"}
+    assert read_label_file(meta, column="batch") == {"c1": "A", "c2": "B"}
+    assert read_label_file(b"c1,A,x\nc2,B,y\n", column="column 3") == {"c1": "x", "c2": "y"}
+    with pytest.raises(GeneDataError, match="has no column 'cell'"):
+        read_label_file(meta, filename="meta.csv", column="cell")
+
+
+def test_annotation_labels_follow_the_label_rules():
+    study = Study(
+        np.ones((3, 2)),
+        ["g1", "g2"],
+        ["a", "b", "c"],
+        annotations={"er": ["1", "0", "pos"], "t": ["x", "", "y"]},
+    )
+    assert list(with_annotation_labels(study, "er").labels) == ["ER+", "ER-", "ER+"]
+    assert with_annotation_labels(study, None).labels is None
+    with pytest.raises(GeneDataError, match="1 of 3 samples have no value in column 't'"):
+        with_annotation_labels(study, "t")
+    with pytest.raises(GeneDataError, match="sample information 'x' has 1 values for 3 samples"):
+        Study(np.ones((3, 2)), ["g1", "g2"], ["a", "b", "c"], annotations={"x": ["1"]})
+
+
+# ------------------------------------------------------------------------------------------ scale
+def test_linear_values_are_detected_and_log_values_are_not():
+    rng = np.random.default_rng(0)
+    log2 = rng.normal(8, 2, (20, 500)).astype(np.float32)
+    assert detect_linear(log2) is None
+    assert detect_linear(np.log1p(rng.gamma(0.5, 40, (20, 500)))) is None  # ln(CP10k + 1): max ≈ 7
+    assert detect_linear(rng.normal(0, 30, (20, 500))) is None  # centred data: half negative
+    assert detect_linear(np.full((4, 4), 1000.0)) is None  # no dynamic range
+    lin = detect_linear(2.0**log2)
+    assert lin is not None and lin.max > 1e4 and lin.negative == 0 and lin.suggested == "log2_floor1"
+    counts = rng.poisson(rng.gamma(0.3, 30, (20, 500))).astype(np.float32)
+    lin = detect_linear(counts)  # raw counts: many zeros, max in the hundreds
+    assert lin is not None and lin.suggested == "log2_plus1"
+    mas4 = read_expression_table(golub_table(genes=100)).linear  # some negative values
+    assert mas4 is not None and 0.1 < mas4.negative < 0.4 and mas4.suggested == "log2_affy"
+    big = (2.0 ** rng.normal(8, 2, (20, 100_000))).astype(np.float32)  # sampled, not read whole
+    assert detect_linear(big) is not None
+    header = "id," + ",".join(f"S{j}" for j in range(20)) + "\n"
+    body = "".join(f"g{i}," + ",".join(f"{v:.1f}" for v in 2.0 ** log2[:, i]) + "\n" for i in range(500))
+    s = read_expression_table((header + body).encode(), filename="mas5.csv")
+    assert s.linear is not None
+    assert any(
+        n.startswith("values look linear, not log-scale (max ") and "log2 transform is offered" in n
+        for n in s.notes
+    )
+    plain = read_expression_table(FIX / "genes_by_samples.csv")
+    assert plain.linear is None and not any("linear" in n for n in plain.notes)
+
+
+def test_log2_transforms_floor_and_ceiling_and_say_so():
+    X = np.array([[-5.0, 0.0, 0.5, 1.0], [8.0, np.nan, 20000.0, 1024.0]], dtype=np.float32)
+    s = Study(X, ["a", "b", "c", "d"], ["s1", "s2"], notes=["read as genes by samples"])
+    f1 = log2_transform(s)
+    np.testing.assert_allclose(f1.expression, [[0, 0, 0, 0], [3, np.nan, np.log2(20000), 10]], rtol=1e-6)
+    assert f1.expression.dtype == np.float32 and f1.linear is None
+    assert (
+        f1.notes[-1]
+        == f"transformed: {TRANSFORMS['log2_floor1'].label} (3 (42.9 %) of the values raised to 1)"
+    )
+    assert f1.notes[0] == "read as genes by samples" and s.expression[0, 0] == -5.0  # a copy
+    p1 = log2_transform(s, "log2_plus1")
+    np.testing.assert_allclose(p1.expression[0], [0, 0, np.log2(1.5), 1], rtol=1e-6)
+    affy = log2_transform(s, "log2_affy")
+    np.testing.assert_allclose(affy.expression[1, [0, 2, 3]], np.log2([20, 16000, 1024]), rtol=1e-6)
+    assert "of the values raised to 20; 1 (14.3 %) lowered to 16000" in affy.notes[-1]
+    with pytest.raises(GeneDataError, match="transform must be one of"):
+        log2_transform(s, "ln")
+
+
+# ------------------------------------------------------------------------------------------ h5ad with obs
+class _Obs:
+    """A stand-in for an AnnData obs frame (pandas), as read_h5ad uses it."""
+
+    def __init__(self, columns: dict[str, list[object]]):
+        import pandas as pd
+
+        self.frame = pd.DataFrame(columns)
+        self.columns = self.frame.columns
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, name: str):
+        return self.frame[name]
+
+
+def test_h5ad_obs_columns_become_sample_information(fake_anndata):
+    X = np.arange(12, dtype=np.float64).reshape(4, 3) / 4
+    ad = _FakeAnnData(X, ["g1", "g2", "g3"], ["c1", "c2", "c3", "c4"])
+    ad.obs = _Obs(
+        {
+            "batch": ["p1", "p1", "p2", "p2"],
+            "cell_type": ["T", "B", "T", None],
+            "n_counts": [1.5, 2.25, 3.0, 4.75],
+            "plate": [1.0, 1.0, 2.0, 2.0],
+        }
+    )
+    fake_anndata.next = ad
+    s = read_h5ad(b"\x89HDF\r\n\x1a\n rest", filename="cells.h5ad")
+    assert set(s.annotations) == {
+        "batch",
+        "cell_type",
+        "n_counts",
+        "plate",
+    }  # a float column of ≤ 50 values too
+    assert s.annotations["cell_type"].tolist() == ["T", "B", "T", ""]
+    assert s.annotations["plate"].tolist() == ["1", "1", "2", "2"]
+    assert s.labels is None and any("obs columns kept as sample information" in n for n in s.notes)
+    assert guess_batch_column(s) in ("batch", "plate") and guess_label_column(s) == "cell_type"
+    source, target = split_by_batch(s, "batch", "p1", "p2")
+    assert source.sample_ids.tolist() == ["c1", "c2"] and target.n_samples == 2
+    ad.obs = _Obs({"label": ["P", "N", "P", "N"]})
+    assert list(read_h5ad(b"\x89HDF\r\n\x1a\n rest").labels) == ["ER+", "ER-", "ER+", "ER-"]
+
+
+def write_h5ad(
+    path: Path, X: np.ndarray, obs: dict[str, list[str]], genes: list[str], cells: list[str]
+) -> None:
+    """An .h5ad file written by anndata (with pandas 3, anndata 0.12 writes only object-dtype strings)."""
+    import warnings
+
+    import anndata
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ctx = pd.option_context("future.infer_string", False) if pd.__version__ >= "3" else nullcontext()
+        with ctx:
+            frame = pd.DataFrame(
+                {k: np.array(v, dtype=object) for k, v in obs.items()}, index=pd.Index(cells, dtype=object)
+            )
+            var = pd.DataFrame(index=pd.Index(genes, dtype=object))
+            anndata.AnnData(X=X.astype(np.float32), obs=frame, var=var).write_h5ad(path)
+
+
+def test_real_h5ad_file_with_obs_batch_and_label(tmp_path):
+    pytest.importorskip("anndata")
+    rng = np.random.default_rng(1)
+    cells = [f"c{i}" for i in range(10)]
+    path = tmp_path / "cells.h5ad"
+    write_h5ad(
+        path,
+        rng.normal(3, 1, (10, 6)),
+        {"protocol": ["x"] * 6 + ["y"] * 4, "cell_line": ["a", "b"] * 5},
+        [f"g{j}" for j in range(6)],
+        cells,
+    )
+    s = load_study(path)
+    assert s.expression.shape == (10, 6) and s.sample_ids.tolist() == cells
+    assert set(s.annotations) == {"protocol", "cell_line"}
+    assert guess_batch_column(s) == "protocol" and guess_label_column(s, exclude="protocol") == "cell_line"
+    source, target = split_by_batch(s, "protocol", "x", "y", "cell_line")
+    assert source.label_counts() == {"a": 3, "b": 3} and target.label_counts() == {"a": 2, "b": 2}
+
+
+# ----------------------------------------------------------------------------------- the shared real data
+REAL = Path("/work/shared/data/real_batches")
+
+
+@pytest.mark.skipif(not (REAL / "expression.csv.gz").is_file(), reason="the shared real data are not here")
+def test_real_two_batch_files_as_downloaded():
+    """CellBench (CEL-seq2 vs Drop-seq, 3 cell lines): one combined table + a sample sheet."""
+    study = load_study(REAL / "expression.csv.gz")
+    assert study.expression.shape == (450, 2000) and study.linear is None  # ln(CP10k + 1), max 6.7
+    assert study.notes == ["read as samples by genes"]
+    full = attach_sheet(study, read_sample_sheet(REAL / "meta.csv"))
+    assert guess_batch_column(full) == "batch" and guess_label_column(full, exclude="batch") == "label"
+    assert batch_values(full, "batch") == {"CELseq2": 240, "Dropseq": 210}
+    source, target = split_by_batch(full, "batch", "CELseq2", "Dropseq", "label")
+    assert source.label_counts() == {"H1975": 103, "H2228": 67, "HCC827": 70}
+    assert dict(sorted(target.label_counts().items())) == {"H1975": 79, "H2228": 65, "HCC827": 66}
+    counts = load_study(REAL / "counts.csv.gz")
+    assert counts.linear is not None and any("values look linear" in n for n in counts.notes)
+
+
+def test_series_matrix_characteristics_are_sample_information():
+    """A GEO series holding two batches ('batch: …' characteristics) splits like a combined table."""
+    from upload_corpus import series_matrix_head
+
+    samples = [f"GSM{100 + j}" for j in range(6)]
+    lines = series_matrix_head(samples, [f"batch: {'ab'[j % 2]}" for j in range(6)])
+    lines.insert(3, "!Sample_characteristics_ch1\t" + "\t".join(f'"er: {"PN"[j // 3]}"' for j in range(6)))
+    lines += [f'"{i}_at"\t' + "\t".join(f"{i + j / 10:.1f}" for j in range(6)) for i in range(8)]
+    s = read_series_matrix(("\n".join([*lines, "!series_matrix_table_end"]) + "\n").encode())
+    assert list(s.annotations) == ["batch", "er"]
+    assert s.annotations["batch"].tolist() == ["a", "b"] * 3 and list(s.labels) == ["ER+"] * 3 + ["ER-"] * 3
+    assert guess_batch_column(s) == "batch" and guess_label_column(s, exclude="batch") == "er"
+    source, target = split_by_batch(s, "batch", "a", "b", "er")
+    assert source.sample_ids.tolist() == ["GSM100", "GSM102", "GSM104"]
+    assert list(source.labels) == ["ER+", "ER+", "ER-"] and list(target.labels) == ["ER+", "ER-", "ER-"]

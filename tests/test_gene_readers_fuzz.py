@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from upload_corpus import series_matrix_head
 
-from gpa_core import gene_table, gene_text
+from gpa_core.genes import table as gene_table
+from gpa_core.genes import text as gene_text
+from gpa_core.genes.batches import SampleSheet, read_sample_sheet
 from gpa_core.genes.readers import (
     load_study,
     read_expression_table,
@@ -60,9 +62,20 @@ def _check(call) -> object:
         assert np.unique(out.sample_ids).size == out.n_samples
         if out.labels is not None:
             assert out.labels.shape == (out.n_samples,)
+        assert all(v.shape == (out.n_samples,) for v in out.annotations.values())
+        assert (out.linear is not None) == any(n.startswith("values look linear") for n in out.notes)
     else:
         assert isinstance(out, dict) and out and all(isinstance(k, str) and k for k in out)
     return out
+
+
+def _sheet(sheet: SampleSheet) -> dict[str, str]:
+    """A sample sheet checked (IDs unique and not empty, one value per row in every column) as the
+    sample ID → first column dict that _check expects of a label reader."""
+    n = sheet.ids.shape[0]
+    assert n and np.unique(sheet.ids).shape[0] == n and all(sheet.ids.tolist())
+    assert sheet.columns and all(v.shape == (n,) for v in sheet.columns.values())
+    return sheet.lookup(next(iter(sheet.columns)))
 
 
 @contextlib.contextmanager
@@ -84,6 +97,7 @@ def _readers(data: bytes) -> list:
         lambda: read_expression_table(data, filename=NAME, orientation="genes_by_samples"),
         lambda: read_series_matrix(data, filename=NAME),
         lambda: read_label_file(data, filename=NAME),
+        lambda: _sheet(read_sample_sheet(data, filename=NAME)),
         lambda: read_h5ad(data, filename=NAME),
         lambda: load_study(data, filename=NAME),
     ]
@@ -119,11 +133,18 @@ def tables(draw: st.DrawFn, quotes: bool = True) -> bytes:
     for _ in range(draw(st.integers(0, 4))):  # cell-level mutations
         if not rows:
             break
-        kind = draw(
-            st.sampled_from(
-                ["junk", "ragged", "dup_id", "empty_col", "dup_sample", "quote"][: 6 if quotes else 5]
-            )
-        )
+        kinds = [
+            "junk",
+            "ragged",
+            "dup_id",
+            "empty_col",
+            "dup_sample",
+            "calls",
+            "description",
+            "batch",
+            "quote",
+        ]
+        kind = draw(st.sampled_from(kinds[: len(kinds) if quotes else -1]))
         i = draw(st.integers(0, len(rows) - 1))
         if kind == "junk" and rows[i]:
             junk = draw(st.sampled_from(JUNK if quotes else [j for j in JUNK if '"' not in j]))
@@ -138,6 +159,16 @@ def tables(draw: st.DrawFn, quotes: bool = True) -> bytes:
         elif kind == "dup_sample" and len(header) > 1:
             header.append(header[1])
             rows = [[*r, r[1] if len(r) > 1 else ""] for r in rows]
+        elif kind == "calls":  # a P/A/M call column beside a sample (Affymetrix MAS4/MAS5)
+            j = draw(st.integers(1, len(header)))
+            header.insert(j, "call")
+            rows = [[*r[:j], draw(st.sampled_from(["P", "A", "M", "", "x"])), *r[j:]] for r in rows]
+        elif kind == "description":  # a description first, the IDs second (Golub et al.)
+            header = ["Gene Description", "Gene Accession Number", *header[1:]]
+            rows = [[draw(st.sampled_from(["kinase", "a kinase", "kinase"])), *r] for r in rows]
+        elif kind == "batch":  # a per-sample column of batches, text or whole numbers
+            header.insert(1, "batch")
+            rows = [[*r[:1], draw(st.sampled_from(["1", "2", "b1", "", "NA"])), *r[1:]] for r in rows]
         elif kind == "quote":
             rows[i] = [f'"{c}"' for c in rows[i]]
     if draw(_sometimes(0.2)):
@@ -220,6 +251,7 @@ def test_label_files(data: bytes) -> None:
         codecs.BOM_UTF16_LE + data.decode().encode("utf-16-le"),
     ):
         _check(lambda d=encoded: read_label_file(d, filename=NAME))
+        _check(lambda d=encoded: _sheet(read_sample_sheet(d, filename=NAME)))
 
 
 class _AnnData:
@@ -300,7 +332,8 @@ def _outcome(data: bytes) -> tuple[str, object]:
         s = read_expression_table(data, filename=NAME)
     except GeneDataError as exc:
         return "error", str(exc).split(":")[0]
-    return "study", (s.expression.tobytes(), s.gene_ids.tolist(), s.sample_ids.tolist(), s.notes)
+    info = {k: v.tolist() for k, v in s.annotations.items()}
+    return "study", (s.expression.tobytes(), s.gene_ids.tolist(), s.sample_ids.tolist(), s.notes, info)
 
 
 @FUZZ

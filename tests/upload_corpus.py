@@ -115,6 +115,55 @@ def _gene_table(genes: int = 300, samples: int = 12, seed: int = 0, prefix: str 
     return _csv(rows, header, sep="\t")
 
 
+def golub_table(
+    genes: int = 40,
+    samples: list[str] | None = None,
+    seed: int = 0,
+    sep: str = ",",
+    numbered_calls: bool = True,
+) -> bytes:
+    """A table in the layout of Golub et al.'s ALL/AML files (Affymetrix MAS4): 'Gene Description' (text
+    that repeats, with the separator inside quotes), 'Gene Accession Number', then for each sample its
+    values (linear, some negative) followed by a call column of P/A/M ('call', 'call.1', … as pandas
+    writes it, or 'call' every time as in the original files)."""
+    rng = np.random.default_rng(seed)
+    samples = samples if samples is not None else [str(j) for j in range(1, 9)]
+    header = ["Gene Description", "Gene Accession Number"]
+    for j, s in enumerate(samples):
+        header += [s, f"call.{j}" if numbered_calls and j else "call"]
+    X = np.round(rng.lognormal(5.5, 1.6, size=(genes, len(samples))) - 80).astype(int)
+    rows = []
+    for i in range(genes):
+        row = [f'"GB DEF = protein {i % 7}{sep} partial cds"', f"M{10_000 + i}_at"]
+        for j in range(len(samples)):
+            row += [str(X[i, j]), "PAM"[int(rng.integers(0, 3))]]
+        rows.append(row)
+    return _csv(rows, header, sep=sep)
+
+
+def combined_files(
+    per_batch: tuple[int, int] = (14, 12),
+    genes: int = 60,
+    seed: int = 0,
+    batch_names: tuple[str, str] = ("A", "B"),
+) -> tuple[bytes, bytes]:
+    """Both studies in one gzipped table, samples as rows (first column sample_id), and a sample sheet
+    (sample_id, batch, label): the layout of the shared real data (expression.csv.gz + meta.csv). The
+    values are ln(CP10k + 1)-like (0 to about 7), with a batch shift and a label signal."""
+    rng = np.random.default_rng(seed)
+    rows, meta = [], []
+    for b, (n, name) in enumerate(zip(per_batch, batch_names, strict=True)):
+        for i in range(n):
+            label = ("H1975", "H2228", "HCC827")[i % 3]
+            x = np.clip(
+                rng.gamma(2.0, 0.6, genes) + 0.4 * b + (i % 3) * 0.3 * (np.arange(genes) % 5 == 0), 0, 7
+            )
+            rows.append([f"{name}_{i}", *np.round(x, 4)])
+            meta.append([f"{name}_{i}", name, label])
+    expression = gzip.compress(_csv(rows, ["sample_id", *[f"ENSG{j:011d}" for j in range(genes)]]), mtime=0)
+    return expression, _csv(meta, ["sample_id", "batch", "label"])
+
+
 def series_matrix_head(samples: list[str], tags: list[str]) -> list[str]:
     """The lines of a GEO series matrix up to its table's header: accessions, one characteristics
     line (``tags``, one per sample) and the table's first line."""
@@ -239,8 +288,39 @@ def latent_cases() -> list[Case]:
             "ok",
         ),
         ("label file, pickle", "labels", "labels.txt", pickle.dumps([1, 2]), "refused"),
+        (
+            "Golub-style table (description, accession, P/A/M calls)",
+            "expression",
+            "data_set_ALL_AML_train.csv",
+            golub_table(samples=[f"S{j}" for j in range(12)]),
+            "ok",
+        ),
+        (
+            "linear values (MAS5-like intensities)",
+            "expression",
+            "linear.tsv",
+            _gene_table_linear(),
+            "ok",
+        ),
+        (
+            "sample sheet (sample ID, batch, label)",
+            "labels",
+            "meta.csv",
+            (
+                "sample_id,batch,label\n" + "".join(f"S{j},b{j % 2},{'AB'[j % 3 % 2]}\n" for j in range(12))
+            ).encode(),
+            "ok",
+        ),
     ]
     return [Case(n, "latent", s, f, d, e) for n, s, f, d, e in cases]
+
+
+def _gene_table_linear(genes: int = 300, samples: int = 12) -> bytes:
+    """A genes × samples table of linear intensities (what 2 ** log2 values look like)."""
+    rng = np.random.default_rng(4)
+    X = np.round(2.0 ** rng.normal(8.0, 2.0, size=(genes, samples)), 1)
+    header = ["ID_REF", *[f"S{j}" for j in range(samples)]]
+    return _csv([[f"{1000 + i}_at", *X[i]] for i in range(genes)], header, sep="\t")
 
 
 def _missing_sample() -> bytes:

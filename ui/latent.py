@@ -1,23 +1,23 @@
 """Helpers of the latent-space (gene expression) page: cached data, the background integration job,
-figures and download payloads. Numerical work stays in :mod:`gpa_core.genes.latent`; this module only
-wires it to Streamlit."""
+tables and download payloads. Numerical work stays in :mod:`gpa_core.genes.latent` and the figures in
+:mod:`gpa_core.plots.latent`; this module only wires them to Streamlit."""
 
 from __future__ import annotations
 
 import gzip
 import io
-import math
 import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from gpa_core.config import FlowConfig
+from gpa_core.genes.batches import SampleSheet, attach_sheet, read_sample_sheet
 from gpa_core.genes.latent import (
+    GPA_DEFAULTS,
     IntegrationResult,
     PCAEncoder,
     integrate,
@@ -33,23 +33,23 @@ from gpa_core.genes.readers import (
     find_label_tags,
     labels_from_characteristics,
     load_study,
-    read_label_file,
+    sheet_label_column,
 )
+from gpa_core.genes.scale import TRANSFORMS, log2_transform
 from gpa_core.genes.study import GeneDataError, Study, make_synthetic_studies
 from gpa_core.jobs import JobControl
-from gpa_core.plots.studies import curves_figure
-from ui.session import check_upload_size
+from ui.uploads import check_upload_size
 
 #: gene counts offered for the synthetic studies (54,675 = the paper's GPL570 probes)
 GENE_SIZES: tuple[int, ...] = (2_000, 5_000, 10_000, 54_675)
 #: defaults of the data controls; a test may override any of them with ``st.session_state["lat_defaults"]``
-DEFAULTS: dict[str, Any] = {"genes": 5_000, "n_source": 226, "n_target": 265, "umap": True, "steps": 300}
+DEFAULTS: dict[str, Any] = {
+    "genes": 5_000, "n_source": 226, "n_target": 265, "umap": True, "steps": GPA_DEFAULTS["steps"],
+}  # fmt: skip
 #: the paper's label counts (ER+, ER−) per study, scaled when fewer samples are asked for
 PAPER_SOURCE = (138, 88)
 PAPER_TARGET = (49, 216)
 UMAP_SEED = 100  # paper Fig. 8
-STUDY_COLORS = {"source": "#d62728", "target": "#1f77b4"}
-LABEL_COLORS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 #: per-file upload caps in MB: an expression file (a gzipped one may hold up to the study cap of
 #: text, :func:`study_cap`) and a label file (the reader's own cap, MAX_LABEL_BYTES, is larger)
 UPLOAD_MB = 200
@@ -136,19 +136,58 @@ def with_tag_labels(study: Study, tag: str) -> Study:
     return study.with_labels(labels)
 
 
-def with_label_file(study: Study, data: bytes, filename: str) -> Study:
-    """The study labelled from an uploaded label file (sample ID, label)."""
+def read_sheet(data: bytes, filename: str) -> SampleSheet:
+    """An uploaded label file or sample sheet (sample ID, then label, batch, … columns)."""
     check_upload_size(
         data, filename, LABEL_UPLOAD_MB * 2**20, "a label file holds two short columns: sample ID, label"
     )
-    return attach_labels(study, read_label_file(data, filename=filename, max_bytes=MAX_LABEL_BYTES))
+    return read_sample_sheet(data, filename=filename, max_bytes=MAX_LABEL_BYTES)
+
+
+def with_label_file(study: Study, data: bytes, filename: str, column: str | None = None) -> Study:
+    """The study labelled from an uploaded label file (sample ID, label; or a sample sheet, whose
+    ``column`` — default: a label-named one, else the second — holds the labels)."""
+    sheet = read_sheet(data, filename)
+    return attach_labels(study, sheet.lookup(sheet_label_column(sheet, column)))
+
+
+#: the page's choices of scale for linear values: keep them, or one of the log2 transforms
+SCALES: dict[str, str] = {
+    "none": "keep the values as they are",
+    **{key: t.label for key, t in TRANSFORMS.items()},
+}
+
+
+@st.cache_resource(max_entries=2, show_spinner="Applying the log2 transform …")
+def transformed(
+    data: bytes, filename: str, orientation: str, name: str, max_bytes: int, transform: str
+) -> Study:
+    """The uploaded study (:func:`read_study`, cached) with the log2 ``transform`` of :data:`SCALES`
+    applied (cached too: the transform copies the matrix)."""
+    return log2_transform(read_study(data, filename, orientation, name, max_bytes), transform)
+
+
+def with_scale(
+    study: Study, data: bytes, filename: str, orientation: str, name: str, max_bytes: int, choice: str
+) -> Study:
+    """``study`` (read from ``data``) on the chosen scale: as read for ``"none"``, else transformed."""
+    if choice == "none":
+        return study
+    return transformed(data, filename, orientation, name, max_bytes, choice)
+
+
+def with_sheet(study: Study, data: bytes, filename: str) -> Study:
+    """The study with an uploaded sample sheet's columns as its sample information (batch, label, …)."""
+    return attach_sheet(study, read_sheet(data, filename))
 
 
 @st.cache_resource(max_entries=2, show_spinner="Fitting the encoder (standardization + PCA) …")
 def fit_encoder(
-    _source: Study, _target: Study, key: str, n_components: int, standardize: bool, latent_scale: float
+    _source: Study, _target: Study, key: str, n_components: int, standardize: bool, latent_scale: float | str
 ) -> PCAEncoder:
-    """The encoder fitted on both studies; ``key`` identifies the data (the studies are not hashed)."""
+    """The encoder fitted on both studies; ``key`` identifies the data (the studies are not hashed).
+    ``latent_scale="auto"``: chosen from the data (the median distance between two samples becomes
+    :data:`~gpa_core.genes.encoder.AUTO_MEDIAN_DISTANCE`)."""
     d = int(min(n_components, _source.n_samples + _target.n_samples - 1, _source.n_genes))
     return PCAEncoder(d, standardize=standardize, latent_scale=latent_scale).fit(
         _source.expression, _target.expression
@@ -161,17 +200,9 @@ def gpa_config(
     """The paper's Fig. 8 flow (KL in Donsker–Varadhan form, Euler), with the page's values."""
     kl_form = "dv" if f == "kl" else "lt"
     return FlowConfig(
-        f=f,  # type: ignore[arg-type]
-        kl_form=kl_form,  # type: ignore[arg-type]
-        L=L,
-        dt=dt,
-        inner_steps=inner_steps,
-        lr=lr,
-        steps=steps,
-        hidden=hidden,
-        solver="euler",
-        device="cpu",
-    )
+        f=f, kl_form=kl_form,  # type: ignore[arg-type]
+        L=L, dt=dt, inner_steps=inner_steps, lr=lr, steps=steps, hidden=hidden, solver="euler", device="cpu",
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ the job
@@ -185,6 +216,7 @@ def integration_job(
     steps: int,
     do_umap: bool,
     sinkhorn: bool,
+    stop_at_floor: bool = GPA_DEFAULTS["stop_at_floor"],
 ) -> Callable[[JobControl], dict[str, Any]]:
     """The background work: baseline and/or GPA via :func:`integrate`, then PCA and UMAP views.
 
@@ -236,6 +268,7 @@ def integration_job(
                 should_stop=ctl.cancelled,
                 flow_factory=factory,
                 sinkhorn=sinkhorn,
+                stop_at_floor=stop_at_floor,
             )
             ctl.check()
             done += gpa_units
@@ -279,22 +312,21 @@ def score_table(results: dict[str, IntegrationResult]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def sample_groups(source: Study, target: Study) -> tuple[np.ndarray, np.ndarray]:
+    """The study ("source"/"target") and the label ("all" in an unlabelled study) of every sample, the
+    source's first: the order of the latent coordinates and of the views."""
+    study = np.array(["source"] * source.n_samples + ["target"] * target.n_samples)
+    labels = [s.labels if s.labels is not None else np.full(s.n_samples, "all") for s in (source, target)]
+    return study, np.concatenate(labels).astype(str)
+
+
 def latent_frame(source: Study, target: Study, results: dict[str, IntegrationResult]) -> pd.DataFrame:
     """Latent coordinates of every sample: before, and after each method (target rows do not move)."""
     first = next(iter(results.values()))
     d = first.Z_target.shape[1]
-    n_s = source.n_samples
+    study, labels = sample_groups(source, target)
     base = pd.DataFrame(
-        {
-            "sample": np.concatenate([source.sample_ids, target.sample_ids]),
-            "study": ["source"] * n_s + ["target"] * target.n_samples,
-            "label": np.concatenate(
-                [
-                    source.labels if source.labels is not None else np.full(n_s, "all"),
-                    target.labels if target.labels is not None else np.full(target.n_samples, "all"),
-                ]
-            ),
-        }
+        {"sample": np.concatenate([source.sample_ids, target.sample_ids]), "study": study, "label": labels}
     )
     cols: dict[str, np.ndarray] = {}
     Z = np.concatenate([first.Z_source_before, first.Z_target])
@@ -322,90 +354,3 @@ def integrated_matrix(source: Study, res: IntegrationResult) -> bytes:
     )
     frame.index.name = "sample"
     return gz_csv(frame, index=True)
-
-
-# ------------------------------------------------------------------------------------------ figures
-def scree_figure(encoder: PCAEncoder, chosen: int) -> go.Figure:
-    """Explained-variance ratio per component and its cumulative sum; a line at d′."""
-    s = encoder.scree()
-    shown = int(min(s["component"].shape[0], max(100, 2 * chosen)))
-    s = {k: v[:shown] for k, v in s.items()}
-    fig = go.Figure()
-    fig.add_bar(x=s["component"], y=s["ratio"], name="per component", marker_color="#1f77b4")
-    fig.add_scatter(x=s["component"], y=s["cumulative"], name="cumulative", mode="lines", yaxis="y2")
-    fig.add_vline(x=chosen + 0.5, line_dash="dash", line_color="grey")
-    fig.update_layout(
-        title=f"Scree plot (explained variance, first {shown} components)",
-        height=300,
-        margin={"l": 50, "r": 50, "t": 40, "b": 40},
-        xaxis_title="component",
-        yaxis_title="ratio",
-        yaxis2={"overlaying": "y", "side": "right", "range": [0, 1.02], "title": "cumulative"},
-        legend={"orientation": "h", "y": -0.25},
-    )
-    return fig
-
-
-def reconstruction_figure(encoder: PCAEncoder, chosen: int) -> go.Figure:
-    """Relative reconstruction error of the standardized data against d′ (exact, from the spectrum)."""
-    ds, err = encoder.reconstruction_error()
-    fig = go.Figure(go.Scatter(x=ds, y=err, mode="lines+markers", marker={"size": 3}))
-    fig.add_vline(x=chosen, line_dash="dash", line_color="grey")
-    fig.update_layout(
-        title="Reconstruction error vs d′",
-        height=300,
-        margin={"l": 50, "r": 20, "t": 40, "b": 40},
-        xaxis_title="d′",
-        yaxis_title="‖X − P X‖ / ‖X‖",
-        yaxis={"range": [0, 1.02]},
-    )
-    return fig
-
-
-def curves(histories: dict[str, dict[str, np.ndarray]], field: str, title: str, log_y: bool) -> go.Figure:
-    """One curve per label of a GPA history field against physical time."""
-    labels = list(histories)
-    fig = curves_figure(
-        [histories[k] for k in labels],
-        [f"label {k}" for k in labels],
-        field,
-        title=title,
-        y_label=title,
-        log_y=log_y,
-        uirevision=f"lat_{field}",
-    )
-    fig.update_layout(height=300)
-    return fig
-
-
-def embedding_figure(xy: np.ndarray, groups: np.ndarray, title: str, colors: dict[str, str]) -> go.Figure:
-    """A 2-D scatter, one trace per group."""
-    fig = go.Figure()
-    for g in dict.fromkeys(groups.tolist()):
-        m = groups == g
-        fig.add_scattergl(
-            x=xy[m, 0],
-            y=xy[m, 1],
-            mode="markers",
-            name=str(g),
-            marker={"size": 5, "color": colors.get(str(g)), "opacity": 0.75},
-        )
-    fig.update_layout(
-        title={"text": title, "font": {"size": 13}},
-        height=330,
-        margin={"l": 30, "r": 10, "t": 40, "b": 30},
-        legend={"orientation": "h", "y": -0.12},
-        xaxis={"showticklabels": False},
-        yaxis={"showticklabels": False},
-    )
-    return fig
-
-
-def label_colors(labels: np.ndarray) -> dict[str, str]:
-    return {
-        str(lab): LABEL_COLORS[k % len(LABEL_COLORS)] for k, lab in enumerate(dict.fromkeys(labels.tolist()))
-    }
-
-
-def fmt(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"

@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 
+#: Default of :func:`combat`'s ``prior_range``: genes whose δ̂² is over 100× (or under 1/100 of) the
+#: batch's median are left out of the priors' moments.
+PRIOR_RANGE = 100.0
+
 
 class CombatError(ValueError):
     """Input ComBat cannot correct, with the reason."""
@@ -39,12 +43,23 @@ def combat(
     reference: Any | None = None,
     tol: float = 1e-4,
     max_iter: int = 1000,
+    prior_range: float | None = PRIOR_RANGE,
 ) -> np.ndarray:
     """ComBat-adjusted copy of X (samples × genes, float64).
 
     ``batch``: one label per sample; ``covariates``: an optional categorical label per sample to
     preserve (dummy-coded, first level dropped); ``reference``: a batch left as it is, onto which the
-    others are mapped. Genes constant within a batch are left unadjusted (their scale is undefined)."""
+    others are mapped. Genes constant within a batch are left unadjusted (their scale is undefined).
+
+    ``prior_range``: the empirical-Bayes priors of a batch are fitted (by moments, across genes) on
+    the genes whose variance ratio δ̂² lies within a factor ``prior_range`` of the batch's median
+    δ̂²; every usable gene is still adjusted with them. Without this guard (``None``, sva's and
+    scanpy's formulas), a few genes nearly constant in the reference (a detection floor, all but
+    zero counts) have a huge δ̂² in the other batch, the inverse-gamma prior's mean follows them,
+    and the posterior scale δ*² of every ordinary gene is inflated: ComBat then divides the other
+    batch's residuals by √δ*² ≫ 1 and collapses it onto its fitted (label) means — a W₂² below
+    what two samples of one distribution reach, a higher study silhouette and less k-NN mixing
+    (README, "Latent integration, measured"). On data without such genes the guard changes nothing."""
     X = np.array(X, dtype=np.float64)
     if X.ndim != 2:
         raise CombatError(f"X must be samples × genes, got shape {X.shape}")
@@ -104,7 +119,7 @@ def combat(
         delta_hat = Sb.var(0, ddof=1)
         usable = (delta_hat > 1e-10) & ~constant  # S is standardized: its variances are O(1)
         gamma_star, delta_star = _posterior(
-            Sb[:, usable], gamma_hat[usable], delta_hat[usable], nbatch, tol, max_iter
+            Sb[:, usable], gamma_hat[usable], delta_hat[usable], nbatch, tol, max_iter, prior_range
         )
         adjusted = (Sb[:, usable] - gamma_star) / np.sqrt(delta_star)
         mean = np.broadcast_to(stand_mean, X.shape)[np.ix_(members, usable)]
@@ -113,13 +128,26 @@ def combat(
 
 
 def _posterior(
-    S: np.ndarray, gamma_hat: np.ndarray, delta_hat: np.ndarray, n: int, tol: float, max_iter: int
+    S: np.ndarray,
+    gamma_hat: np.ndarray,
+    delta_hat: np.ndarray,
+    n: int,
+    tol: float,
+    max_iter: int,
+    prior_range: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Empirical Bayes estimates (γ*, δ*²) for one batch: priors γ ~ N(γ̄, τ²) and δ² ~ InvGamma(a, b)
-    fitted across genes by moments, then the fixed point of the two conditional posterior means."""
-    gamma_bar = gamma_hat.mean()
-    tau2 = gamma_hat.var()  # as scanpy; sva's sample variance differs by G/(G-1), nil for many genes
-    m, s2 = delta_hat.mean(), delta_hat.var(ddof=1)
+    fitted across genes by moments (on the genes with δ̂² within ``prior_range`` of the median, see
+    :func:`combat`), then the fixed point of the two conditional posterior means."""
+    fit = slice(None)
+    if prior_range is not None and delta_hat.size > 2:
+        med = float(np.median(delta_hat))
+        typical = (delta_hat <= med * prior_range) & (delta_hat >= med / prior_range)
+        if typical.sum() >= 2 and not typical.all():
+            fit = typical
+    gamma_bar = gamma_hat[fit].mean()
+    tau2 = gamma_hat[fit].var()  # as scanpy; sva's sample variance differs by G/(G-1), nil for many genes
+    m, s2 = delta_hat[fit].mean(), delta_hat[fit].var(ddof=1)
     a_prior = (2 * s2 + m**2) / s2
     b_prior = (m * s2 + m**3) / s2
     sum_s, sum_s2 = S.sum(0), (S**2).sum(0)

@@ -6,16 +6,22 @@ decoder is 1-Lipschitz in the standardized space because the PCA axes are orthon
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from gpa_core.genes.scores import one_blas_thread
+from gpa_core.ot import one_blas_thread
 
-__all__ = ["LatentError", "PCAEncoder", "as_matrix"]
+__all__ = ["AUTO_MEDIAN_DISTANCE", "LatentError", "PCAEncoder", "as_matrix", "median_pairwise_distance"]
 
 _CHUNK = 2048  # genes per block in the encoder's passes over the data (a few MB: cache-friendly)
+#: ``latent_scale="auto"`` divides the latent coordinates so that the median distance between two of
+#: the fitted samples is this (README, "Latent integration, measured": with the paper's L = 1 and
+#: Δt = 0.2 a particle step is then at most 4 % of the typical distance)
+AUTO_MEDIAN_DISTANCE = 5.0
+_MEDIAN_POINTS = 2000  # the median pairwise distance is taken over at most this many samples
 
 
 class LatentError(ValueError):
@@ -32,6 +38,19 @@ def as_matrix(X: object, name: str) -> np.ndarray:
     return arr
 
 
+def median_pairwise_distance(Z: np.ndarray, max_points: int = _MEDIAN_POINTS, seed: int = 0) -> float:
+    """Median Euclidean distance between two distinct rows of ``Z`` (over a seeded subsample of
+    ``max_points`` rows when there are more)."""
+    from scipy.spatial.distance import pdist
+
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] < 2:
+        raise LatentError(f"need at least two points (n, d), got shape {Z.shape}.")
+    if Z.shape[0] > max_points:
+        Z = Z[np.random.default_rng(seed).choice(Z.shape[0], size=max_points, replace=False)]
+    return float(np.median(pdist(Z)))
+
+
 class PCAEncoder:
     """The paper's linear autoencoder: per-gene standardization, then PCA to ``n_components`` (d′).
 
@@ -46,8 +65,10 @@ class PCAEncoder:
     gene loading is positive, like scikit-learn's ``svd_flip``). Peak memory is about the input
     plus one gene chunk; genes with zero variance get σ = 1.
     ``latent_scale`` divides the latent coordinates (the authors' code divides by 10 before
-    transport; default 1 = the paper). ``max_components`` keeps extra axes for
-    :meth:`reconstruction_error` on new data.
+    transport; 1 = the paper). ``"auto"``: chosen at :meth:`fit` from the data, the median distance
+    between two fitted samples in PCA units over :data:`AUTO_MEDIAN_DISTANCE` (then
+    ``latent_scale`` holds the number, ``latent_scale_auto`` is True). ``max_components`` keeps
+    extra axes for :meth:`reconstruction_error` on new data.
     """
 
     def __init__(
@@ -55,7 +76,7 @@ class PCAEncoder:
         n_components: int = 50,
         *,
         standardize: bool = True,
-        latent_scale: float = 1.0,
+        latent_scale: float | str = 1.0,
         max_components: int | None = None,
     ) -> None:
         if (
@@ -64,15 +85,21 @@ class PCAEncoder:
             or n_components < 1
         ):
             raise LatentError(f"n_components (d′) must be a positive integer, got {n_components!r}.")
-        if not (isinstance(latent_scale, int | float) and math.isfinite(latent_scale) and latent_scale > 0):
-            raise LatentError(f"latent_scale must be a positive number, got {latent_scale!r}.")
+        self.latent_scale_auto = isinstance(latent_scale, str) and latent_scale == "auto"
+        if not self.latent_scale_auto and not (
+            isinstance(latent_scale, int | float)
+            and not isinstance(latent_scale, bool)
+            and math.isfinite(latent_scale)
+            and latent_scale > 0
+        ):
+            raise LatentError(f"latent_scale must be a positive number or 'auto', got {latent_scale!r}.")
         if max_components is not None and (
             not isinstance(max_components, int | np.integer) or max_components < 1
         ):
             raise LatentError(f"max_components must be a positive integer or None, got {max_components!r}.")
         self.n_components = int(n_components)
         self.standardize = bool(standardize)
-        self.latent_scale = float(latent_scale)
+        self.latent_scale = 1.0 if self.latent_scale_auto else float(latent_scale)  # type: ignore[arg-type]
         self.max_components = None if max_components is None else int(max_components)
         self._fitted = False
 
@@ -148,8 +175,29 @@ class PCAEncoder:
         self.components_ = V.astype(self.dtype_)
         self.explained_variance_ = lam[:k_store] / (n - 1)
         self.explained_variance_ratio_ = self.spectrum_ratio_[: self.n_components_].copy()
+        # the fitted samples' PCA coordinates are U·√λ (no second pass over the genes)
+        k = self.n_components_
+        self.median_distance_ = median_pairwise_distance(U[:, :k] * np.sqrt(lam[:k]))
+        if self.latent_scale_auto:  # (duplicated samples only: keep 1)
+            med = self.median_distance_
+            self.latent_scale = med / AUTO_MEDIAN_DISTANCE if med > 0 else 1.0
         self._fitted = True
         return self
+
+    def with_latent_scale(self, latent_scale: float | str) -> PCAEncoder:
+        """A copy of this fitted encoder (sharing its arrays) that divides by another latent scale
+        ("auto": the fitted samples' median distance / :data:`AUTO_MEDIAN_DISTANCE`); no refit."""
+        if not self._fitted:
+            raise LatentError("the encoder is not fitted yet; call fit(X_source, X_target) first.")
+        other = copy.copy(self)
+        if isinstance(latent_scale, str) and latent_scale == "auto":
+            med = self.median_distance_
+            other.latent_scale = med / AUTO_MEDIAN_DISTANCE if med > 0 else 1.0
+            other.latent_scale_auto = True
+            return other
+        probe = PCAEncoder(1, latent_scale=latent_scale)  # validates the number
+        other.latent_scale, other.latent_scale_auto = probe.latent_scale, False
+        return other
 
     def _standardized_block(self, mats: Sequence[np.ndarray], cols: slice) -> np.ndarray:
         B = np.concatenate([X[:, cols] for X in mats], axis=0).astype(self.dtype_)

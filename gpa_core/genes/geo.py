@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -177,6 +178,8 @@ def read_series_matrix(
         notes=notes,
     )
     study = check_study(study, label)
+    # every characteristic is sample information too: a combined series splits by a 'batch: …' tag
+    study = replace(study, annotations={tag: values for tag, values in find_label_tags(study)})
     if label_tag is not None:
         labels = labels_from_characteristics(study, label_tag, required=label_tag != "auto")
         if labels is not None:

@@ -1,304 +1,73 @@
-"""Scores for dataset integration (§9, Table SM2): OT distances, silhouettes, k-NN mixing.
+"""Scores for dataset integration (§9, Table SM2): silhouettes, k-NN mixing, relative scores.
 
-Point clouds are arrays (n, d), each the uniform empirical measure on its rows; d may be large
-(54,675 genes): squared distances are then formed from a float64 Gram matrix of the jointly
-centred points, gene-chunked, so no (n, d) float64 copy is made and cancellation stays small.
+The distances between the studies' point clouds (exact W₂², the debiased Sinkhorn divergence of
+Table SM2) live in :mod:`gpa_core.ot`; this module holds the scores that look at labels:
 
-- :func:`w2_squared`: exact W₂² (cost ‖x − y‖²) by POT's network simplex (``ot.emd2``): the
-  default "W₂" figure of the app (cheap for a few hundred points).
-- :func:`sinkhorn_divergence`: the paper's "2-Wasserstein" of Table SM2, GeomLoss conventions
-  (cost ½‖x − y‖², ε = blur², debiased), about ½W₂² at blur 0.05 on these scales.
-- :func:`relative_to_raw`: a score as a percentage of the raw (before integration) score.
+- :func:`relative_to_raw`: a score as a percentage of the raw (before integration) score;
+  :func:`excess_over_floor`: the part of the raw distance that is above the floor, left after.
 - :func:`silhouette` and :func:`knn_mixing_score`: is the study effect gone, is biology kept?
+  :func:`within_labels` computes a study score inside each label and averages it: pooled over all
+  labels, the study scores also see the studies' different label proportions (a source of 60 % ER+
+  against a target of 20 % ER+ stays "separated" however well each label is integrated).
+- :func:`label_transfer_accuracy`: a k-NN classifier trained on the target, tested on the corrected
+  source: does each source sample land among target samples of its own label?
+- :func:`spread_ratio` (did a method collapse the source?) and :func:`nearest_target_ratio` (did it
+  copy the target's points?): the two ways a distance can fall below the floor.
+- :func:`half_splits`: label-stratified random halves of a sample, for the floors — the value each
+  score takes between two finite samples of one distribution (two halves of the target);
+  :func:`distance_floor`: a distance's floor at the sizes actually compared (halves and quarters of
+  the target, extrapolated in the sample size).
+
+``Z`` is an array (n, d) of points (samples), labels have one entry per point. Unusable input raises
+:class:`gpa_core.ot.MetricInputError` (a ``ValueError``), the one input error of the distances too.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
-import ot
-from scipy.spatial.distance import cdist
-from threadpoolctl import ThreadpoolController
+
+from gpa_core.ot import MetricInputError
 
 __all__ = [
-    "ScoreConvergenceError",
-    "ScoreInputError",
+    "distance_floor",
+    "excess_over_floor",
+    "half_splits",
     "knn_mixing_score",
+    "label_transfer_accuracy",
+    "nearest_target_ratio",
     "relative_to_raw",
     "silhouette",
-    "sinkhorn_divergence",
-    "squared_distances",
-    "w2_squared",
+    "spread_ratio",
+    "within_labels",
 ]
-
-#: Above this many points per cloud the dense solvers here get slow; subsample first.
-MAX_POINTS = 3000
-_CHUNK = 4096  # genes per block when forming a Gram matrix
-
-
-_controller: ThreadpoolController | None = None
-
-
-def one_blas_thread() -> Any:
-    """Context manager limiting BLAS to one thread (small dense problems run faster that way and
-    do not oversubscribe a busy machine). The controller is built once (that scan is the slow part)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
-
-
-class ScoreInputError(ValueError):
-    """Point clouds or labels that a score cannot use (shape, size, non-finite values)."""
-
-
-class ScoreConvergenceError(RuntimeError):
-    """An OT solver did not reach the requested accuracy."""
-
-
-def _cloud(A: object, name: str) -> np.ndarray:
-    arr = np.asarray(A)
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ScoreInputError(
-            f"{name} must be a 2-D array (points × dimensions) with at least one point, got {arr.shape}."
-        )
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ScoreInputError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
-    if arr.shape[0] > MAX_POINTS:
-        raise ScoreInputError(
-            f"{name} has {arr.shape[0]} points; at most {MAX_POINTS} are supported, subsample first."
-        )
-    if not np.isfinite(arr).all():
-        raise ScoreInputError(f"{name} contains NaN or infinite values.")
-    return arr
-
-
-def squared_distances(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Squared Euclidean distances (float64): (X–Y, X–X, Y–Y).
-
-    Low dimension (d ≤ n + m): ``cdist`` in float64. High dimension: from the Gram matrix of the
-    jointly centred points, accumulated in float64 over gene chunks (exact up to round-off).
-    """
-    X = _cloud(X, "X")
-    Y = _cloud(Y, "Y")
-    if X.shape[1] != Y.shape[1]:
-        raise ScoreInputError(
-            f"X and Y must have the same number of columns, got {X.shape[1]} and {Y.shape[1]}."
-        )
-    n, m = X.shape[0], Y.shape[0]
-    d = X.shape[1]
-    if d <= n + m:
-        Xd, Yd = X.astype(np.float64), Y.astype(np.float64)
-        return cdist(Xd, Yd, "sqeuclidean"), cdist(Xd, Xd, "sqeuclidean"), cdist(Yd, Yd, "sqeuclidean")
-    mean = (X.sum(axis=0, dtype=np.float64) + Y.sum(axis=0, dtype=np.float64)) / (n + m)
-    G = np.zeros((n + m, n + m))
-    block = np.empty((n + m, min(_CHUNK, d)))
-    for start in range(0, d, _CHUNK):
-        stop = min(start + _CHUNK, d)
-        B = block[:, : stop - start]
-        B[:n] = X[:, start:stop]
-        B[n:] = Y[:, start:stop]
-        B -= mean[start:stop]
-        G += B @ B.T
-    sq = np.diag(G).copy()
-    D = sq[:, None] + sq[None, :] - 2.0 * G
-    np.maximum(D, 0.0, out=D)
-    np.fill_diagonal(D, 0.0)
-    return D[:n, n:].copy(), D[:n, :n].copy(), D[n:, n:].copy()
-
-
-# ------------------------------------------------------------------------------------------ W2
-def w2_squared(X: np.ndarray, Y: np.ndarray) -> float:
-    """Exact squared 2-Wasserstein distance W₂² = min_π E_π‖x − y‖² (``ot.emd2``)."""
-    Dxy, _, _ = squared_distances(X, Y)
-    n, m = Dxy.shape
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        cost, log = ot.emd2(np.full(n, 1.0 / n), np.full(m, 1.0 / m), Dxy, numItermax=10_000_000, log=True)
-    if log.get("warning"):
-        raise ScoreConvergenceError(f"exact OT (ot.emd2) did not finish: {log['warning']}")
-    return max(float(cost), 0.0)
-
-
-# ------------------------------------------------------------------------------------------ Sinkhorn
-def _semidual(
-    g: np.ndarray, C: np.ndarray, eps: float, log_b: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Semi-dual F(g) = ⟨b, g⟩ + ⟨a, f(g)⟩, f_i = −ε log Σ_j b_j exp((g_j − C_ij)/ε); its gradient
-    b − Pᵀ1, and the conditional plan π(j | i) (rows sum to 1). Uniform a."""
-    n = C.shape[0]
-    S = log_b[None, :] + (g[None, :] - C) / eps
-    top = S.max(axis=1)
-    S -= top[:, None]
-    cond = np.exp(S)
-    total = cond.sum(axis=1)
-    cond /= total[:, None]
-    lse = np.log(total) + top
-    b = np.exp(log_b)
-    value = float(b @ g - eps * lse.mean())
-    grad = b - cond.sum(axis=0) / n
-    return value, grad, cond
-
-
-def _c_transform(g: np.ndarray, C: np.ndarray, eps: float, log_b: np.ndarray) -> np.ndarray:
-    """f_i = −ε log Σ_j b_j exp((g_j − C_ij)/ε), the potential on the larger side given g."""
-    S = log_b[None, :] + (g[None, :] - C) / eps
-    top = S.max(axis=1)
-    return -eps * (np.log(np.exp(S - top[:, None]).sum(axis=1)) + top)
-
-
-def _newton(
-    C: np.ndarray, eps: float, g: np.ndarray, tol: float, max_iter: int
-) -> tuple[float, np.ndarray, float]:
-    """Maximise the concave semi-dual by damped (Levenberg–Marquardt) Newton steps with an Armijo
-    line search; stop when the marginal error ‖b − Pᵀ1‖₁ ≤ tol. Returns (value, g, error)."""
-    n, m = C.shape
-    log_b = np.full(m, -math.log(m))
-    value, grad, cond = _semidual(g, C, eps, log_b)
-    mu = 1e-10
-    err = float(np.abs(grad).sum())
-    for _ in range(max_iter):
-        if err <= tol:
-            break
-        colmass = cond.sum(axis=0) / n
-        W = cond / math.sqrt(n)
-        H = (np.diag(colmass) - W.T @ W) / eps  # −Hessian: PSD, constants in its null space
-        floor = np.trace(H) / m + 1.0 / (eps * m * n)
-        H += floor / m  # removes the constant null direction (the potentials' gauge)
-        lam, V = np.linalg.eigh(H)
-        lam = np.maximum(lam, 0.0)
-        gv = V.T @ grad
-        while True:
-            step = V @ (gv / (lam + mu * floor))
-            slope = float(grad @ step)
-            t, accepted = 1.0, False
-            while t > 1e-2:
-                new_value, new_grad, new_cond = _semidual(g + t * step, C, eps, log_b)
-                if new_value >= value + 1e-4 * t * slope - 1e-13 * (abs(value) + 1.0):
-                    accepted = True
-                    break
-                t *= 0.5
-            if accepted:
-                mu = max(mu / 10.0, 1e-12)
-                break
-            mu *= 100.0
-            if mu > 1e8:
-                return value, g, err
-        g = g + t * step
-        value, grad, cond = new_value, new_grad, new_cond
-        err = float(np.abs(grad).sum())
-    return value, g, err
-
-
-def _entropic_ot(
-    C: np.ndarray, eps_target: float, scaling: float, stage_iters: int, tol: float, max_newton: int
-) -> float:
-    """OT_ε(a, b) = min_π ⟨π, C⟩ + ε KL(π ‖ a⊗b) for uniform a, b, to marginal error ≤ tol."""
-    if C.shape[0] < C.shape[1]:
-        C = C.T  # potentials on the smaller side
-    n, m = C.shape
-    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
-    log_a, log_b = np.log(a), np.log(b)
-    f, g = np.zeros(n), np.zeros(m)
-    eps = max(float(C.max()), eps_target)
-    # ε-scaling: at each stage a few log-domain Sinkhorn sweeps (POT) warm-started from the previous
-    # stage's potentials, then Newton on the semi-dual (Sinkhorn alone stalls once costs ≫ ε)
-    while True:
-        eps = max(eps * scaling * scaling, eps_target)
-        last = eps == eps_target
-        _, log = ot.bregman.sinkhorn_log(
-            a,
-            b,
-            C,
-            eps,
-            numItermax=stage_iters,
-            stopThr=tol,
-            warmstart=(log_a + f / eps, log_b + g / eps),
-            log=True,
-            warn=False,
-        )
-        g = eps * (log["log_v"] - log_b)
-        if not np.isfinite(g).all():
-            raise ScoreConvergenceError(f"Sinkhorn produced non-finite potentials at ε = {eps:.3g}.")
-        g = g - g.mean()
-        value, g, err = _newton(C, eps, g, tol if last else max(tol, 1e-3), max_newton)
-        f = _c_transform(g, C, eps, log_b)
-        if last:
-            break
-    if not err <= tol:
-        raise ScoreConvergenceError(
-            f"Sinkhorn divergence did not converge (marginal error {err:.1e} > {tol:.0e} "
-            f"at ε = {eps_target:.3g}); "
-            "try a larger blur."
-        )
-    return value
-
-
-def sinkhorn_divergence(
-    X: np.ndarray,
-    Y: np.ndarray,
-    blur: float = 0.05,
-    *,
-    scaling: float = 0.5,
-    stage_iters: int = 10,
-    tol: float = 1e-7,
-    max_newton: int = 500,
-) -> float:
-    """Debiased Sinkhorn divergence S_ε = OT_ε(X, Y) − ½OT_ε(X, X) − ½OT_ε(Y, Y) (Feydy et al. 2019).
-
-    GeomLoss conventions, as in the paper's Table SM2 (``SamplesLoss("sinkhorn", p=2, blur)``):
-    cost ½‖x − y‖², ε = blur², entropy KL(π ‖ a⊗b); S_ε ≥ 0, = 0 for identical clouds, → ½W₂²
-    as blur → 0.
-
-    Numerics (documented choice): at blur 0.05 on latent data (costs ~10³, so C/ε ~ 10⁶) or gene
-    space (~10⁸) plain Sinkhorn needs an impractical number of iterations and its marginals stall.
-    So ε is annealed from max C down to blur² (the blur shrinking by ``scaling`` per stage, as in
-    GeomLoss) with POT's log-domain Sinkhorn (``ot.bregman.sinkhorn_log``, ``stage_iters`` per
-    stage, warm-started), and at the final ε the semi-dual is maximised by damped Newton steps
-    until the marginal error ‖b − πᵀ1‖₁ ≤ ``tol``; otherwise :class:`ScoreConvergenceError`.
-    Everything is in float64 and in the log domain, so nothing overflows. GeomLoss itself runs a
-    fixed schedule without a convergence test; with its default scaling 0.5 it reads about 1 %
-    below the converged value on such data.
-    """
-    if not (isinstance(blur, int | float) and math.isfinite(blur) and blur > 0):
-        raise ScoreInputError(f"blur must be a positive number, got {blur!r}.")
-    if not 0 < scaling < 1:
-        raise ScoreInputError(f"scaling must be strictly between 0 and 1, got {scaling!r}.")
-    Dxy, Dxx, Dyy = squared_distances(X, Y)
-    eps = float(blur) ** 2
-    kw = {
-        "scaling": float(scaling),
-        "stage_iters": int(stage_iters),
-        "tol": float(tol),
-        "max_newton": int(max_newton),
-    }
-    # small dense problems: one BLAS thread is much faster (no oversubscription); POT's marginal
-    # check may overflow to inf on a stage's first iterations, which is harmless
-    with one_blas_thread(), np.errstate(over="ignore"):
-        value = (
-            _entropic_ot(0.5 * Dxy, eps, **kw)
-            - 0.5 * _entropic_ot(0.5 * Dxx, eps, **kw)
-            - 0.5 * _entropic_ot(0.5 * Dyy, eps, **kw)
-        )
-    return max(float(value), 0.0)
 
 
 def relative_to_raw(value: float, raw: float) -> float:
     """``value`` as a percentage of ``raw`` (Table SM2: "GPA leaves 1.47 % of the raw distance")."""
     if not (math.isfinite(raw) and raw > 0):
-        raise ScoreInputError(f"the raw score must be a positive number to compare against, got {raw!r}.")
+        raise MetricInputError(f"the raw score must be a positive number to compare against, got {raw!r}.")
     return 100.0 * float(value) / float(raw)
+
+
+def excess_over_floor(value: float, raw: float, floor: float) -> float:
+    """The share (%) of the raw distance's excess over the floor that is left: 100·(value − floor) /
+    (raw − floor). 0 = as close as two samples of the target's distribution are to each other,
+    100 = nothing gained; below 0 = closer than that (the source collapsed or copies the target's
+    points, see :func:`spread_ratio`, :func:`nearest_target_ratio`). NaN when raw ≤ floor (there
+    was no batch effect to measure) or the floor is unknown."""
+    if not (math.isfinite(raw) and math.isfinite(floor) and math.isfinite(value)) or raw <= floor:
+        return math.nan
+    return 100.0 * (float(value) - float(floor)) / (float(raw) - float(floor))
 
 
 # ------------------------------------------------------------------------------------------ mixing
 def _labels(labels: Sequence[object] | np.ndarray, n: int, name: str) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.ndim != 1 or arr.shape[0] != n:
-        raise ScoreInputError(f"{name} must have one entry per point ({n}), got shape {arr.shape}.")
+        raise MetricInputError(f"{name} must have one entry per point ({n}), got shape {arr.shape}.")
     return arr
 
 
@@ -313,7 +82,7 @@ def silhouette(Z: np.ndarray, labels: Sequence[object] | np.ndarray) -> float:
     lab = _labels(labels, Z.shape[0], "labels")
     k = np.unique(lab).shape[0]
     if not 2 <= k <= Z.shape[0] - 1:
-        raise ScoreInputError(
+        raise MetricInputError(
             f"silhouette needs between 2 and n − 1 distinct labels, got {k} for {Z.shape[0]} points."
         )
     return float(silhouette_score(np.asarray(Z, dtype=np.float64), lab))
@@ -335,9 +104,9 @@ def knn_mixing_score(Z: np.ndarray, study_labels: Sequence[object] | np.ndarray,
     lab = _labels(study_labels, n, "study_labels")
     values, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
     if values.shape[0] < 2:
-        raise ScoreInputError("knn_mixing_score needs points from at least two studies.")
+        raise MetricInputError("knn_mixing_score needs points from at least two studies.")
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ScoreInputError(f"k must be a positive integer, got {k!r}.")
+        raise MetricInputError(f"k must be a positive integer, got {k!r}.")
     k = int(min(k, n - 1))
     idx = NearestNeighbors(n_neighbors=k + 1).fit(Z).kneighbors(Z, return_distance=False)
     # drop the point itself (normally column 0; with duplicate points it may sit elsewhere)
@@ -348,3 +117,158 @@ def knn_mixing_score(Z: np.ndarray, study_labels: Sequence[object] | np.ndarray,
     other = (inverse[neighbours] != inverse[:, None]).mean(axis=1)
     expected = (n - counts[inverse]) / (n - 1)
     return float(np.mean(other / expected))
+
+
+# ------------------------------------------------------------------------------------------ per label
+def within_labels(
+    score: Callable[[np.ndarray, np.ndarray], float],
+    Z: np.ndarray,
+    study_labels: Sequence[object] | np.ndarray,
+    labels: Sequence[object] | np.ndarray,
+) -> float:
+    """``score(Z_l, study_l)`` inside each label l that has points of at least two studies (and at
+    least 3 points), averaged with weights = the label's number of points. NaN if no label qualifies.
+
+    Use it for the study scores (:func:`silhouette` of the study, :func:`knn_mixing_score`): pooled
+    over all labels they also measure the difference of the studies' label proportions."""
+    Z = np.asarray(Z)
+    st = _labels(study_labels, Z.shape[0], "study_labels")
+    lab = _labels(labels, Z.shape[0], "labels")
+    total, weight = 0.0, 0
+    for value in dict.fromkeys(lab.tolist()):
+        m = lab == value
+        if m.sum() < 3 or np.unique(st[m]).shape[0] < 2:
+            continue
+        total += float(score(Z[m], st[m])) * int(m.sum())
+        weight += int(m.sum())
+    return total / weight if weight else math.nan
+
+
+def label_transfer_accuracy(
+    Z_train: np.ndarray,
+    y_train: Sequence[object] | np.ndarray,
+    Z_test: np.ndarray,
+    y_test: Sequence[object] | np.ndarray,
+    k: int = 15,
+) -> float:
+    """Fraction of test points whose label a k-NN classifier (Euclidean, majority of the k nearest
+    training points, ties to the nearer class as scikit-learn breaks them) trained on
+    (``Z_train``, ``y_train``) predicts correctly. In integration: train on the target, test on the
+    corrected source. ``k`` is capped at the number of training points; a test label absent from
+    the training labels counts as wrong."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    A = np.asarray(Z_train, dtype=np.float64)
+    B = np.asarray(Z_test, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1] or A.shape[0] < 1 or B.shape[0] < 1:
+        raise MetricInputError(
+            "Z_train and Z_test must be (n, d) arrays with the same d and n ≥ 1, "
+            f"got {A.shape} and {B.shape}."
+        )
+    ya = _labels(y_train, A.shape[0], "y_train").astype(str)
+    yb = _labels(y_test, B.shape[0], "y_test").astype(str)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise MetricInputError(f"k must be a positive integer, got {k!r}.")
+    clf = KNeighborsClassifier(n_neighbors=int(min(k, A.shape[0]))).fit(A, ya)
+    return float(np.mean(clf.predict(B) == yb))
+
+
+def spread_ratio(A: np.ndarray, T: np.ndarray) -> float:
+    """tr Cov(A) / tr Cov(T): the spread of the (corrected) source ``A`` against the target ``T``'s,
+    both about their own means. ≈ 1: the source keeps the target's spread; ≪ 1: it collapsed onto
+    its mean, which lowers W₂² below the floor (W₂² of a point mass at T's mean is tr Cov(T))."""
+    A = np.asarray(A, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    if A.ndim != 2 or T.ndim != 2 or A.shape[1] != T.shape[1] or A.shape[0] < 2 or T.shape[0] < 2:
+        raise MetricInputError(
+            f"spread_ratio needs two (n ≥ 2, d) arrays with the same d, got {A.shape} and {T.shape}."
+        )
+    vt = float(T.var(axis=0).sum())
+    return float(A.var(axis=0).sum()) / vt if vt > 0 else math.nan
+
+
+def nearest_target_ratio(A: np.ndarray, T: np.ndarray) -> float:
+    """Median distance from each point of ``A`` to its nearest point of ``T``, over the median
+    distance from each point of ``T`` to its nearest *other* point of ``T``.
+
+    ≈ 1 for a sample of T's distribution independent of T; ≪ 1 when A copies T's points (a particle
+    flow run long enough converges to the target's empirical measure: its W₂² to T falls below the
+    floor without coming closer to T's distribution, as a held-out half of T shows)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    A = np.asarray(A, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    if A.ndim != 2 or T.ndim != 2 or A.shape[1] != T.shape[1] or A.shape[0] < 1 or T.shape[0] < 2:
+        raise MetricInputError(
+            f"nearest_target_ratio needs A (n ≥ 1, d) and T (m ≥ 2, d), got {A.shape}, {T.shape}."
+        )
+    nn = NearestNeighbors(n_neighbors=2).fit(T)
+    d_at = nn.kneighbors(A, n_neighbors=1)[0][:, 0]
+    d_tt = nn.kneighbors(T, n_neighbors=2)[0][:, 1]
+    ref = float(np.median(d_tt))
+    return float(np.median(d_at)) / ref if ref > 0 else math.nan
+
+
+def half_splits(labels: Sequence[object] | np.ndarray, n_splits: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """``n_splits`` random label-stratified halves of a sample: boolean masks, True = the first half
+    (⌊n_l/2⌋ of each label's n_l points). Seeded and deterministic."""
+    lab = np.asarray(labels).astype(str)
+    if lab.ndim != 1:
+        raise MetricInputError(f"labels must be 1-D, got shape {lab.shape}.")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer) or n_splits < 1:
+        raise MetricInputError(f"n_splits must be a positive integer, got {n_splits!r}.")
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(lab == v) for v in dict.fromkeys(lab.tolist())]
+    masks = []
+    for _ in range(int(n_splits)):
+        m = np.zeros(lab.shape[0], dtype=bool)
+        for idx in groups:
+            m[rng.permutation(idx)[: idx.shape[0] // 2]] = True
+        masks.append(m)
+    return masks
+
+
+def distance_floor(
+    distance: Callable[[np.ndarray, np.ndarray], float],
+    T: np.ndarray,
+    n_source: int,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> float:
+    """The floor of ``distance`` between a sample of ``n_source`` points and ``T``: its expected
+    value if those points were a fresh sample of ``T``'s distribution (what a perfect integration
+    would score). NaN for fewer than 4 points in ``T``.
+
+    Estimated from ``T`` alone, per random split (mean over ``n_splits``, seeded): the distance
+    between two disjoint halves of h = ⌊m/2⌋ points, v_h, and between quarters (q = ⌊h/2⌋, the
+    mean over the two halves), v_q. An empirical distance between two samples of one distribution
+    shrinks with their size like m^(−α) (W₂² at rate m^(−2/d) in d dimensions for large m), so
+    α = log(v_q/v_h)/log(h/q), clipped to [0, 1], and the floor is v_h·(m*/h)^(−α) with
+    m* = min(n_source, len(T)) (the smaller sample dominates). The halves alone read up to 25 %
+    high (a larger source than half the target) or 25 % low (a small source) in 50 dimensions and
+    2× high in 4; extrapolated, the floor is within about 10 % in 10–50 dimensions for 20–200
+    points (README, "Latent integration, measured")."""
+    T = np.asarray(T)
+    m = T.shape[0]
+    if m < 4:
+        return math.nan
+    if isinstance(n_source, bool) or not isinstance(n_source, int | np.integer) or n_source < 1:
+        raise MetricInputError(f"n_source must be a positive integer, got {n_source!r}.")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer) or n_splits < 1:
+        raise MetricInputError(f"n_splits must be a positive integer, got {n_splits!r}.")
+    rng = np.random.default_rng(seed)
+    h = m // 2
+    q = h // 2
+    target_size = min(int(n_source), m)
+    values = []
+    for _ in range(int(n_splits)):
+        p = rng.permutation(m)
+        A, B = T[p[:h]], T[p[h : 2 * h]]
+        v_h = float(distance(A, B))
+        alpha = 0.0
+        if q >= 2 and v_h > 0:
+            v_q = 0.5 * (float(distance(A[:q], A[q : 2 * q])) + float(distance(B[:q], B[q : 2 * q])))
+            if v_q > 0:
+                alpha = min(max(math.log(v_q / v_h) / math.log(h / q), 0.0), 1.0)
+        values.append(v_h * (target_size / h) ** (-alpha))
+    return float(np.mean(values))

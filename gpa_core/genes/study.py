@@ -16,6 +16,9 @@ from typing import Literal
 
 import numpy as np
 
+from gpa_core.data.checks import FLOAT32_MAX  # expression matrices are held as float32
+from gpa_core.genes.scale import LinearScale, detect_linear, linear_note
+
 __all__ = [
     "FLOAT32_MAX",
     "PAGE_MISSING",
@@ -32,9 +35,6 @@ __all__ = [
     "normalise_er_labels",
     "to_float32",
 ]
-
-#: The largest finite float32; expression matrices are held as float32.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class GeneDataError(ValueError):
@@ -56,6 +56,10 @@ class Study:
     ``!Sample_characteristics_ch1`` cells of a GEO series matrix (one list per line, one cell per
     sample) so labels can be chosen later with :func:`gpa_core.genes.readers.find_label_tags`.
     ``n_duplicate_ids_dropped`` counts gene IDs a parser dropped because they repeated.
+    ``annotations`` holds per-sample information by column name (one str per sample: a batch, a
+    cell type, …), from a table's text columns, an .h5ad file's ``obs`` or a sample sheet; the page
+    offers them as batch and label columns (:mod:`gpa_core.genes.batches`). ``linear`` is set by
+    :func:`check_study` when the values look linear, not log (:mod:`gpa_core.genes.scale`).
     """
 
     expression: np.ndarray
@@ -67,6 +71,8 @@ class Study:
     metadata: dict[str, str] = field(default_factory=dict)
     n_duplicate_ids_dropped: int = 0
     notes: list[str] = field(default_factory=list)
+    annotations: dict[str, np.ndarray] = field(default_factory=dict)
+    linear: LinearScale | None = None
 
     def __post_init__(self) -> None:
         X = np.asarray(self.expression)
@@ -97,6 +103,16 @@ class Study:
                     f"{self.name}: {labels.shape[0]} labels for {n} samples; give one label per sample."
                 )
             self.labels = labels
+        annotations = {}
+        for key, values in self.annotations.items():
+            column = _as_str_array(values, f"{self.name}: sample information {key!r}")
+            if column.shape[0] != n:
+                raise GeneDataError(
+                    f"{self.name}: sample information {key!r} has {column.shape[0]} values for {n} samples; "
+                    "give one value per sample."
+                )
+            annotations[str(key)] = column
+        self.annotations = annotations
 
     @property
     def n_samples(self) -> int:
@@ -165,7 +181,8 @@ def check_study(study: Study, label: str, how: str = "") -> Study:
     """A study just read from ``label``, made plausible: samples without any value are dropped (and
     named in ``study.notes``); at least 2 samples and 2 genes must remain, sample IDs must be unique
     and no value may be infinite. ``how`` (e.g. " (read as rows = genes)") is added to size messages.
-    Genes without any value are left for :func:`align_studies`."""
+    Genes without any value are left for :func:`align_studies`. Values that look linear, not log
+    (:func:`gpa_core.genes.scale.detect_linear`), get a note offering a log2 transform."""
     X = study.expression
     n, g = X.shape
     empty = np.ones(n, dtype=bool)
@@ -191,6 +208,7 @@ def check_study(study: Study, label: str, how: str = "") -> Study:
             expression=np.ascontiguousarray(X[idx]),
             sample_ids=study.sample_ids[idx],
             labels=None if study.labels is None else study.labels[idx],
+            annotations={k: v[idx] for k, v in study.annotations.items()},
             characteristics=[[row[i] for i in idx if i < len(row)] for row in study.characteristics],
             notes=[
                 *study.notes,
@@ -215,6 +233,9 @@ def check_study(study: Study, label: str, how: str = "") -> Study:
             f"{label}: sample ID {str(ids[counts > 1][0])!r} appears more than once; "
             "sample IDs must be unique."
         )
+    linear = detect_linear(study.expression)
+    if linear is not None:
+        study = replace(study, notes=[*study.notes, linear_note(linear)], linear=linear)
     return study
 
 

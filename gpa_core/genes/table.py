@@ -40,7 +40,7 @@ from gpa_core.genes.text import (
     unquote,
 )
 
-__all__ = ["Table", "gsm_fraction", "parse_table"]
+__all__ = ["Table", "call_columns", "gsm_fraction", "parse_table"]
 
 _SLICE = 16 << 20  # bytes of text parsed at a time
 _WIDE = 2048  # more columns than this: the split parser
@@ -57,6 +57,20 @@ _NOT_A_NUMBER = (
 )
 
 
+#: the cells of a per-sample detection-call column (Affymetrix MAS4/MAS5: present, absent, marginal)
+CALLS = frozenset({"p", "a", "m", "present", "absent", "marginal"})
+
+
+def call_columns(dropped: dict[str, list[str]]) -> list[str]:
+    """The names of the text columns that hold detection calls (P/A/M) and nothing else."""
+    out = []
+    for name, cells in dropped.items():
+        values = {c.strip().lower() for c in cells} - {""}
+        if values and values <= CALLS:
+            out.append(name)
+    return out
+
+
 def gsm_fraction(ids: np.ndarray | list[str]) -> float:
     """The share of IDs that look like GEO sample accessions (GSM123)."""
     return float(np.mean([bool(_GSM.match(str(x))) for x in ids])) if len(ids) else 0.0
@@ -66,7 +80,9 @@ def gsm_fraction(ids: np.ndarray | list[str]) -> float:
 class Table:
     """A parsed table: row IDs, the numeric columns' IDs, the wholly non-numeric columns' cells, and
     the values in a flat float32 buffer of ``shape`` (fields, lines) when ``by_columns`` (the layout
-    of a genes × samples table's matrix), else (lines, fields); ``slots`` are the numeric fields."""
+    of a genes × samples table's matrix), else (lines, fields); ``slots`` are the numeric fields.
+    ``id_name`` is the header cell above the row IDs; a repeated header name of a text column gets
+    its column number (``'call (column 5)'``) in ``dropped``."""
 
     row_ids: np.ndarray
     col_ids: np.ndarray
@@ -75,6 +91,7 @@ class Table:
     by_columns: bool
     shape: tuple[int, int]
     slots: np.ndarray
+    id_name: str = ""
 
     def matrix(
         self,
@@ -95,6 +112,12 @@ class Table:
             M = _compact(self.buf, self.shape[1], rows, fields)  # rows × fields
             X = M.T if rows_are_genes else M
         return np.ascontiguousarray(X)
+
+    def column(self, k: int) -> np.ndarray:
+        """A copy of the values of the ``k``-th numeric column (``col_ids[k]``), one per row."""
+        grid = self.buf[: self.shape[0] * self.shape[1]].reshape(self.shape)
+        n = self.row_ids.shape[0]
+        return np.array(grid[self.slots[k], :n] if self.by_columns else grid[:n, self.slots[k]])
 
 
 def _compact(buf: np.ndarray, width: int, keep0: np.ndarray, keep1: np.ndarray) -> np.ndarray:
@@ -485,7 +508,10 @@ class _Parser:
             chunks = pa.chunked_array(text_chunks.pop(j), pa.string())
             values, cells = _text_column(chunks, row_ids, self.header[j], self.label)
             if cells is not None:
-                dropped[self.header[j]] = cells
+                name = (
+                    self.header[j] if self.header[j] not in dropped else f"{self.header[j]} (column {j + 1})"
+                )
+                dropped[name] = cells
                 annotations.add(j)
             elif self.by_columns:
                 self.grid[j - 1, :n_rows] = values
@@ -497,7 +523,7 @@ class _Parser:
                 f"{self.label}: no numeric column found; the table must hold expression values."
             )
         col_ids = np.array(self.header[1:], dtype=str)[slots]
-        return Table(row_ids, col_ids, dropped, self.buf, self.by_columns, self.shape, slots)
+        return Table(row_ids, col_ids, dropped, self.buf, self.by_columns, self.shape, slots, self.header[0])
 
 
 def parse_table(
