@@ -560,26 +560,35 @@ def _scores(results: dict[str, Any]) -> Any:
 
 
 def _downloads(source: Study, target: Study, results: dict[str, Any], table: Any) -> None:
-    """The integrated source matrix (GPA's, else the first method's), latent coordinates and scores."""
+    """Per method, the integrated source matrix (genes × samples, CSV.gz; with anndata also the source
+    and the target as one .h5ad); the latent coordinates and the scores of all methods."""
     st.subheader("Downloads")
-    d1, d2, d3 = st.columns(3)
-    main = "gpa" if "gpa" in results else next(iter(results))
-    res = results[main]
+    for method, res in results.items():
+        title = latent_ui.VIEW_TITLES.get(method, method)
+        c1, c2 = st.columns(2)
+        c1.download_button(
+            f"Integrated source matrix, {title} (genes × samples, CSV.gz)",
+            data=lambda res=res: latent_ui.integrated_matrix(source, res),
+            file_name=f"integrated_source_{method}.csv.gz", mime="application/gzip",
+            key=f"lat_dl_matrix_{method}",
+        )  # fmt: skip
+        h5ad = latent_ui.integrated_h5ad(source, target, res, method)
+        if h5ad is None:
+            c2.caption("`.h5ad` downloads need the optional package anndata (`pip install anndata`).")
+        else:
+            c2.download_button(
+                f"Source and target, {title} (.h5ad)", data=h5ad, file_name=f"integrated_{method}.h5ad",
+                mime="application/octet-stream", key=f"lat_dl_h5ad_{method}",
+            )  # fmt: skip
+    d1, d2 = st.columns(2)
     d1.download_button(
-        f"Integrated source matrix ({latent_ui.VIEW_TITLES[main]}, CSV.gz)",
-        data=lambda: latent_ui.integrated_matrix(source, res),
-        file_name=f"integrated_source_{main}.csv.gz",
-        mime="application/gzip",
-        key="lat_dl_matrix",
-    )
-    d2.download_button(
         "Latent coordinates (CSV)",
         data=latent_ui.latent_frame(source, target, results).to_csv(index=False),
         file_name="latent_coordinates.csv",
         mime="text/csv",
         key="lat_dl_latent",
     )
-    d3.download_button(
+    d2.download_button(
         "Scores (CSV)", data=table.to_csv(index=False), file_name="integration_scores.csv", mime="text/csv",
         key="lat_dl_scores",
     )  # fmt: skip

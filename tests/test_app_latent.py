@@ -79,7 +79,8 @@ def test_small_integration_end_to_end() -> None:
     for title in ("mean/std", "ComBat", "GPA"):
         assert f"{title}" in said and "of the batch effect left" in said
     keys = {b.key for b in at.download_button} if hasattr(at, "download_button") else set()
-    assert {"lat_dl_matrix", "lat_dl_latent", "lat_dl_scores"} <= keys
+    matrices = {f"lat_dl_matrix_{m}" for m in ("mean_std", "combat", "gpa")}
+    assert matrices | {"lat_dl_latent", "lat_dl_scores"} <= keys
     assert at.radio(key="lat_view").options == ["PCA of the latent data"]  # UMAP off in the test
     # 2 encoder charts + final KE/divergence + 4 views × (by study, by label)
     assert len(at.get("plotly_chart")) == 2 + 2 + 8

@@ -243,6 +243,22 @@ def test_umap_is_seeded_and_reproducible():
         umap_embedding(np.zeros((3, 2)))
 
 
+def test_umap_warm_up_in_background_runs_once_per_process():
+    from gpa_core.genes.views import warm_up_umap_in_background
+
+    asked: list[bool] = []
+
+    def kernel_ready() -> bool:  # what app.py passes: wait for the GPA kernel's compile first
+        asked.append(True)
+        return True
+
+    thread = warm_up_umap_in_background(wait_for=kernel_ready)
+    assert warm_up_umap_in_background() is thread  # once per process
+    thread.join(timeout=300)
+    assert not thread.is_alive() and asked
+    assert warm_up_umap() == 0.0  # the first UMAP on a page finds it compiled
+
+
 def test_pca_2d_matches_svd_up_to_sign():
     Z = np.random.default_rng(10).normal(size=(50, 5)) @ np.diag([5, 3, 1, 0.5, 0.1])
     P = pca_2d(Z)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -348,9 +349,36 @@ def gz_csv(frame: pd.DataFrame, index: bool = False) -> bytes:
 
 
 def integrated_matrix(source: Study, res: IntegrationResult) -> bytes:
-    """The integrated source, samples × genes, as gzipped CSV (gene IDs as the header)."""
+    """The integrated source, genes × samples (the layout of an expression table: gene IDs in the first
+    column, one column per sample), as gzipped CSV."""
     frame = pd.DataFrame(
-        np.asarray(res.source_integrated, dtype=np.float32), index=source.sample_ids, columns=source.gene_ids
+        np.asarray(res.source_integrated, dtype=np.float32).T,
+        index=source.gene_ids,
+        columns=source.sample_ids,
     )
-    frame.index.name = "sample"
+    frame.index.name = "gene"
     return gz_csv(frame, index=True)
+
+
+def integrated_h5ad(source: Study, target: Study, res: IntegrationResult, method: str) -> bytes | None:
+    """The integrated source and the target as one AnnData (``.h5ad``): ``X`` samples × genes, ``obs``
+    with each sample's study ("source" integrated by ``method``, "target" as given) and label, ``var``
+    the gene IDs. None without the optional package anndata."""
+    try:
+        import anndata  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    study, labels = sample_groups(source, target)
+    X = np.vstack([np.asarray(res.source_integrated, dtype=np.float32), target.expression.astype(np.float32)])
+    methods = [method] * source.n_samples + ["none"] * target.n_samples
+    # anndata 0.12 cannot write pandas 3's Arrow-backed strings: build obs and var with object strings
+    with pd.option_context("future.infer_string", False):
+        samples = pd.Index([str(s) for s in (*source.sample_ids, *target.sample_ids)], name="sample")
+        obs = pd.DataFrame({"study": study, "label": labels, "method": methods}, index=samples)
+        var = pd.DataFrame(index=pd.Index([str(g) for g in source.gene_ids], name="gene"))
+        adata = anndata.AnnData(X=X, obs=obs, var=var)
+    with tempfile.TemporaryDirectory() as folder:  # write_h5ad takes a path, not a buffer
+        path = os.path.join(folder, "integrated.h5ad")
+        adata.write_h5ad(path)
+        with open(path, "rb") as fh:
+            return fh.read()
