@@ -21,6 +21,7 @@ from gpa_core.data.points import DataFileError, PointTable, check_precision, che
 from gpa_core.data.presets import PresetError, list_presets
 from gpa_core.engine.runner import Runner
 from gpa_core.engine.snapshot import HISTORY_FIELDS
+from gpa_core.ot import wasserstein2
 from gpa_core.plots import flow as plots
 from ui import playground_state
 from ui.session import REFRESH_SECONDS, sample_points, session_runners
@@ -31,6 +32,15 @@ SETTINGS = "pg.settings"
 REQUEST = "playground_request"  # query parameters handed over by another page
 VERSION = "pg.sv"  # settings version, mirrored in the URL as ?sv= (see _guard)
 SPEEDS: tuple[Any, ...] = (1, 2, 5, 10, 20, 50, "max")
+#: The opening pace: 5 steps per 0.2 s frame, so the default 500-step run lasts about 20 s (at "max"
+#: the compiled path finishes it in about 2 s, too fast to follow).
+DEFAULT_SPEED = 5
+#: A request's (or link's) keys besides the settings: the number of generated particles, the speed
+#: and (requests only) whether to start playing at once: what a lesson's button sets.
+GENERATED_PARAM, SPEED_PARAM, PLAY_PARAM = "generated", "speed", "play"
+MAX_GENERATED = 20_000
+GENERATED_SEED_OFFSET = 2  # generated points: the source dataset drawn with data seed + 2 (fresh points)
+W2_POINTS = 400  # the generated points' W₂ to the target is measured on at most this many of each
 F_LABELS = {"kl": "KL", "alpha": "α-divergence", "reverse_kl": "reverse KL", "js": "Jensen–Shannon"}
 SIDE_LABELS = {"src": "Source P (the particles start here)", "tgt": "Target Q (samples to reach)"}
 
@@ -53,11 +63,53 @@ def _init_settings() -> None:
     _bump_version()
     st.session_state["pg.link_warnings"] = warnings
     st.session_state.pop("pg.preset", None)
+    _apply_extras(query or {}, warnings, autoplay=request is not None)
     if request is not None:
         st.session_state["pg.reset_on_apply"] = True
         for side in ("src", "tgt"):
             st.session_state.pop(f"{P}{side}_upload", None)
     _write_widgets(settings)
+
+
+def _apply_extras(query: dict[str, Any], warnings: list[str], *, autoplay: bool) -> None:
+    """The number of generated particles and the speed from a request or a link; a request's
+    ``play`` starts the run once it is built (a lesson's button)."""
+    if GENERATED_PARAM in query:
+        try:
+            g = int(query[GENERATED_PARAM])
+            if not 0 <= g <= MAX_GENERATED:
+                raise ValueError(f"must be from 0 to {MAX_GENERATED:,}")
+            _keep("G", g)
+        except (TypeError, ValueError) as exc:
+            warnings.append(f"Ignored the link's {GENERATED_PARAM}={str(query[GENERATED_PARAM])[:40]}: {exc}")
+    elif autoplay:
+        _keep("G", 0)
+    if SPEED_PARAM in query:
+        text = str(query[SPEED_PARAM])
+        speed = next((v for v in SPEEDS if str(v) == text), None)
+        if speed is None:
+            warnings.append(
+                f"Ignored the link's {SPEED_PARAM}={text[:40]}: one of {', '.join(map(str, SPEEDS))}"
+            )
+        else:
+            _keep("speed", speed)
+    if autoplay and str(query.get(PLAY_PARAM, "")).lower() in ("1", "true"):
+        st.session_state["pg.autoplay"] = True
+
+
+def _keep(name: str, value: Any) -> None:
+    """A page-level widget's value (not a run setting) that survives visits to other pages."""
+    st.session_state[P + name] = value
+    st.session_state[f"pg.keep.{name}"] = value
+
+
+def _restore_kept(name: str, default: Any) -> None:
+    if P + name not in st.session_state:
+        st.session_state[P + name] = st.session_state.get(f"pg.keep.{name}", default)
+
+
+def _remember(name: str) -> None:
+    st.session_state[f"pg.keep.{name}"] = st.session_state[P + name]
 
 
 def _write_widgets(settings: dict[str, Any]) -> None:
@@ -281,8 +333,9 @@ def _data_side(side: str) -> _Side:
     return _Side(side, slot, dataset=name, values=values, n=n, seed=seed, label=label)
 
 
-def _data() -> tuple[np.ndarray | None, np.ndarray | None, tuple]:
-    """Both sides' points (None where unusable) and a key that changes when the data do."""
+def _data() -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple]:
+    """Both sides' points (None where unusable), the generated points (None: none) and a key that
+    changes when any of them do."""
     _sizes()
     src, tgt = _data_side("src"), _data_side("tgt")
     uploaded = [s.points.shape[1] for s in (src, tgt) if s.points is not None]
@@ -294,13 +347,46 @@ def _data() -> tuple[np.ndarray | None, np.ndarray | None, tuple]:
     dtype = st.session_state.get(P + "dtype", "float32")
     src.check_precision(dtype)
     tgt.check_precision(dtype)
+    gen, gen_key = _generated(src, dim)
     if src.points is not None and tgt.points is not None and src.points.shape[1] != tgt.points.shape[1]:
         tgt.slot.error(
             f"The source has {src.points.shape[1]} dimension(s) and the target {tgt.points.shape[1]}: "
             "they must match."
         )
-        return None, None, (src.key, tgt.key)
-    return src.points, tgt.points, (src.key, tgt.key)
+        return None, None, None, (src.key, tgt.key, gen_key)
+    return src.points, tgt.points, gen, (src.key, tgt.key, gen_key)
+
+
+def _generated(src: _Side, dim: int) -> tuple[np.ndarray | None, tuple | None]:
+    """The generated particles (paper §4): G fresh samples of the source distribution, moved by the
+    run's learned fields but never trained on. Changing G restarts the run."""
+    _restore_kept("G", 0)
+    st.number_input(
+        "generated particles G (0 = off)",
+        min_value=0,
+        max_value=MAX_GENERATED,
+        step=100,
+        key=P + "G",
+        on_change=_remember,
+        args=("G",),
+        help="Fresh samples from the source P, pushed through the fields learned by the M training "
+        "particles without being trained on (paper §4, strategy 1); drawn green, with their W₂ to the "
+        "target over time. A change restarts the run.",
+    )
+    g = int(st.session_state[P + "G"])
+    if g == 0 or src.points is None:
+        return None, None
+    if src.dataset is None or src.values is None:
+        st.caption("Generated particles need a dataset as the source (an upload has no fresh samples).")
+        return None, None
+    seed = src.seed + GENERATED_SEED_OFFSET
+    values = json.dumps(src.values)
+    try:
+        points = sample_points(src.dataset, values, g, seed, dim)
+    except (DatasetError, DataFileError) as exc:
+        st.caption(f"No generated particles: {exc}")
+        return None, None
+    return points, (src.dataset, json.dumps(src.values, sort_keys=True), g, seed, dim)
 
 
 def _widget_values() -> dict[str, Any]:
@@ -355,6 +441,19 @@ def _config_widgets() -> None:
     c1.selectbox("Lipschitz mode", _choices("lipschitz"), **_w("lipschitz"))
     c2.selectbox("solver", _choices("solver"), **_w("solver"), format_func=str.capitalize)
     st.number_input("network seed", min_value=0, max_value=2**31 - 1, step=1, **_w("seed"))
+    if isinstance(st.session_state[P + "stop_divergence"], int):
+        st.session_state[P + "stop_divergence"] = float(st.session_state[P + "stop_divergence"])
+    st.number_input(
+        "stop when D ≤ ε (0 = off)",
+        min_value=0.0,
+        max_value=1e6,
+        step=1e-3,
+        format="%g",
+        **_w("stop_divergence"),
+        help="The augmentation rule of §4 and (8.1): the run stops at the first step whose divergence "
+        "estimate D is at most ε, and keeps the particles that estimate was computed at (the paper's "
+        "Fig. 6 used D ≤ 1.07e-4). Live: a new ε lets a stopped run go on.",
+    )
     with st.expander("More numerics"):
         st.checkbox("log-sum-exp in the DV form", **_w("logsumexp"))
         st.number_input(
@@ -383,7 +482,11 @@ def _view_widgets() -> dict[str, Any]:
 
 
 def _connect(
-    src: np.ndarray | None, tgt: np.ndarray | None, data_key: tuple | None, cfg: FlowConfig | None
+    src: np.ndarray | None,
+    tgt: np.ndarray | None,
+    data_key: tuple | None,
+    cfg: FlowConfig | None,
+    gen: np.ndarray | None = None,
 ) -> Runner | None:
     """Create, re-seed or reconfigure the session's runner; errors leave the current run as it is."""
     slots = session_runners()
@@ -394,13 +497,13 @@ def _connect(
         return runner
     try:
         if runner is None:
-            runner = Runner(src, tgt, cfg)
+            runner = Runner(src, tgt, cfg, generated=gen, distance=_w2)
             slots.put("playground", runner)
         elif st.session_state.get("pg.data_key") != data_key:
-            runner.replace_data(src, tgt, cfg)
+            runner.replace_data(src, tgt, cfg, generated=gen)
         elif cfg != runner.configs[0]:
             if reset:
-                runner.replace_data(src, tgt, cfg)
+                runner.replace_data(src, tgt, cfg, generated=gen)
             else:
                 runner.update(cfg)
         elif reset:
@@ -412,6 +515,11 @@ def _connect(
         st.sidebar.error(f"Could not build this run ({type(exc).__name__}: {exc}); try fewer points.")
     st.session_state["pg.runner"] = runner  # a handle for tests; the session's slot owns the runner
     return runner
+
+
+def _w2(points: np.ndarray, target: np.ndarray) -> float:
+    """W₂ on fixed random subsets of at most W2_POINTS points (so values along a run compare)."""
+    return wasserstein2(points, target, max_points=W2_POINTS, seed=0)
 
 
 def _play(runner: Runner) -> None:
@@ -497,12 +605,28 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
                 st.caption(
                     "Red dots: particles · grey dots: target samples · background: φ (red high, blue low) · "
                     "arrows: −∇φ, the velocity a particle would have there."
+                    + (
+                        " · green diamonds: generated particles (moved by the same fields, never trained on)."
+                        if snap.generated is not None
+                        else ""
+                    )
                 )
         with right:
             _stability(snap)
-        st.plotly_chart(
-            plots.history_figure(snap, validate=False), key=P + "history", config={"displaylogo": False}
-        )
+        if snap.distances is None:
+            st.plotly_chart(
+                plots.history_figure(snap, validate=False), key=P + "history", config={"displaylogo": False}
+            )
+        else:
+            h_col, w_col = st.columns([3, 2])
+            h_col.plotly_chart(
+                plots.history_figure(snap, validate=False), key=P + "history", config={"displaylogo": False}
+            )
+            w_col.plotly_chart(
+                plots.distances_figure(snap, validate=False),
+                key=P + "distances",
+                config={"displaylogo": False},
+            )
 
     live_view()
 
@@ -533,6 +657,22 @@ def _exports(runner: Runner, settings: dict[str, Any]) -> None:
         _download(c3, "Configuration (JSON)", lambda: _config_json(runner, settings), "gpa_run.json")
         offline = "A self-contained animation of the recorded frames (opens offline)"
         _download(c3, "Animation (HTML)", lambda: _animation(runner), "gpa_flow.html", offline)
+        if runner.snapshot().generated is not None:
+            c1, c2, _ = st.columns(3)
+            _download(c1, "Generated particles (CSV)", lambda: snap().generated_csv(), "gpa_generated.csv")
+            _download(
+                c1,
+                "Generated particles (NPY)",
+                lambda: npy_bytes(_generated_now(runner)),
+                "gpa_generated.npy",
+            )
+            w2 = "Columns: step, time, w2_generated, w2_particles (member 0)"
+            _download(c2, "W₂ over time (CSV)", lambda: snap().distances_csv(), "gpa_w2.csv", w2)
+
+
+def _generated_now(runner: Runner) -> np.ndarray:
+    gen = runner.snapshot().generated
+    return np.zeros((0, runner.snapshot().d)) if gen is None else gen[0]
 
 
 def _history_matrix(runner: Runner) -> np.ndarray:
@@ -586,16 +726,19 @@ def main() -> None:
     with st.sidebar:
         _preset_buttons()
         with st.expander("Data", expanded=False):
-            src, tgt, data_key = _data()
+            src, tgt, gen, data_key = _data()
         with st.expander("Flow", expanded=False):
             _config_widgets()
         view = _view_widgets()
+        _restore_kept("speed", DEFAULT_SPEED)
         st.select_slider(
             "speed (steps per frame)",
             options=SPEEDS,
-            value="max",
             key=P + "speed",
-            help="'max' runs the flow as fast as it goes; a number shows that many steps per frame.",
+            on_change=_remember,
+            args=("speed",),
+            help=f"Steps per frame of {REFRESH_SECONDS:g} s: the default {DEFAULT_SPEED} shows the opening "
+            "500-step run in about 20 s; 'max' runs the flow as fast as it goes.",
         )
 
     settings = {k: st.session_state[P + k] for k in st.session_state[SETTINGS] if P + k in st.session_state}
@@ -614,13 +757,15 @@ def main() -> None:
     except ConfigError as exc:
         st.sidebar.error(f"Flow settings: {exc}")
 
-    runner = _connect(src, tgt, data_key, cfg)
+    runner = _connect(src, tgt, data_key, cfg, gen)
     if runner is None:
         st.error("Fix the settings in the sidebar to start a run.")
         st.stop()
 
     speed = st.session_state[P + "speed"]
     runner.set_speed(None if speed == "max" else int(speed), frame_interval=REFRESH_SECONDS)
+    if st.session_state.pop("pg.autoplay", False):
+        runner.play()  # a lesson's button: the run starts as the page opens
 
     preset = st.session_state.get("pg.preset")
     if preset is not None:
@@ -639,6 +784,8 @@ def main() -> None:
         query = playground_state.to_query(st.session_state[SETTINGS])
     except (ConfigError, DatasetError):
         query = {}
+    if int(st.session_state.get(P + "G", 0)):
+        query[GENERATED_PARAM] = str(int(st.session_state[P + "G"]))
     query["sv"] = str(st.session_state.get(VERSION, 0))
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)

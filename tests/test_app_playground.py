@@ -452,3 +452,89 @@ def test_a_bad_image_upload_names_the_file(app: AppTest) -> None:
     errors = [e.value for e in app.error]
     assert len(errors) == 1 and errors[0].startswith("'photo.png' is not an image"), errors
     assert "upload it with the .csv" in errors[0]
+
+
+def test_default_pace_is_watchable(app: AppTest) -> None:
+    """The opening run goes at 5 steps per 0.2 s frame (500 steps in about 20 s), 'max' on request."""
+    _run(app)
+    assert app.select_slider(key="pg:speed").value == 5
+    runner = app.session_state["pg.runner"]
+    assert (runner._steps_per_frame, runner._frame_interval) == (5, 0.2)
+    app.select_slider(key="pg:speed").set_value("max")
+    _run(app)
+    assert runner._steps_per_frame is None
+
+
+def test_generated_particles_control_and_downloads(app: AppTest) -> None:
+    _run(app)
+    assert app.session_state["pg.runner"].snapshot().generated is None
+    assert not [b for b in app.get("download_button") if "Generated" in b.proto.label]
+    app.number_input(key="pg:G").set_value(150)
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    snap = runner.wait_idle()
+    assert snap.generated.shape == (1, 150, 2) and snap.n == 0  # a new G: a new run
+    assert len(snap.distances) == 1 and snap.distances.step[0] == 0
+    # fresh samples of the source (data seed + 2), not the training particles
+    assert not np.allclose(snap.generated[0][:10], snap.particles[0][:10])
+    assert abs(snap.generated[0].std() - 0.5) < 0.1
+    assert app.query_params["generated"] == "150"
+    assert len(app.get("plotly_chart")) == 3  # particles, history and the W₂ figure
+    labels = {b.proto.label for b in app.get("download_button")}
+    assert {"Generated particles (CSV)", "Generated particles (NPY)", "W₂ over time (CSV)"} <= labels
+    app.button(key="pg:step").click()
+    _run(app)
+    snap = runner.wait_idle()
+    assert snap.n == 1 and list(snap.distances.step) == [0, 1]
+    csv = snap.generated_csv().splitlines()
+    assert csv[0] == "x1,x2" and len(csv) == 151
+    app.number_input(key="pg:G").set_value(0)
+    _run(app)
+    assert app.session_state["pg.runner"].wait_idle().generated is None
+    assert "generated" not in app.query_params
+
+
+def test_stop_rule_widget(app: AppTest) -> None:
+    _run(app)
+    app.number_input(key="pg:stop_divergence").set_value(1e6)
+    app.select_slider(key="pg:speed").set_value("max")
+    _run(app)
+    runner = app.session_state["pg.runner"]
+    assert runner.configs[0].stop_divergence == 1e6
+    assert app.query_params["stop_divergence"] == "1000000.0"
+    app.button(key="pg:play").click()
+    _run(app)
+    assert _wait_until(lambda: runner.snapshot().state == "finished")
+    assert runner.snapshot().status == ("stopped",)
+    _run(app)
+    assert any("D ≤ ε" in s.value for s in app.success)
+
+
+def _wait_until(cond, timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_request_with_generated_points_starts_playing() -> None:
+    """What a lesson's button hands over: the run, generated points, a speed, and play at once."""
+    from gpa_core import FlowConfig
+    from ui.query import playground_params
+
+    params = playground_params(FlowConfig(steps=40), source="gaussian:std=0.5", target="mixture", M=50, N=50)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["playground_request"] = {**params, "generated": "30", "speed": "max", "play": "1"}
+    try:
+        _run(at)
+        runner = at.session_state["pg.runner"]
+        assert at.session_state["pg:G"] == 30 and at.session_state["pg:speed"] == "max"
+        assert _wait_until(lambda: runner.snapshot().n > 0)
+        assert runner.snapshot().generated.shape == (1, 30, 2)
+        assert "pg.autoplay" not in at.session_state
+    finally:
+        st.cache_resource.clear()

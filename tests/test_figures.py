@@ -357,3 +357,51 @@ def test_data_extent_of_degenerate_clouds_is_a_usable_box() -> None:
     line = np.column_stack([np.linspace(0, 4, 30), np.full(30, 2.0)])
     lo, hi = data_extent(line)
     assert hi[1] - lo[1] == pytest.approx(hi[0] - lo[0]) and lo[1] < 2.0 < hi[1]
+
+
+def _generated_snapshot(d: int, steps: int = 3) -> Snapshot:
+    rng = np.random.default_rng(2)
+    from functools import partial
+
+    from gpa_core.ot import wasserstein2
+
+    w2 = partial(wasserstein2, max_points=400)
+    return _snapshot(
+        d=d, steps=steps, generated=rng.normal(0, 0.5, (17, d)), distance=w2, distance_interval=0.0
+    )
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+def test_generated_points_have_their_own_trace(d: int) -> None:
+    snap = _generated_snapshot(d)
+    fig = plots.particles_figure(snap)
+    names = [t.name for t in fig.data]
+    gen = fig.data[names.index("generated (G = 17)")]
+    assert len(gen.x) == 17 and gen.marker.color == plots.GENERATED_COLOR
+    assert gen.marker.symbol == "diamond"
+    assert names[-1].startswith("particles")  # the trained particles stay on top
+    if d == 2:
+        np.testing.assert_allclose(np.asarray(gen.x, dtype=float), snap.generated[0, :, 0], rtol=1e-6)
+    off = plots.particles_figure(snap, show_generated=False)
+    assert "generated (G = 17)" not in [t.name for t in off.data]
+    spec = plots.particles_figure(snap, validate=False).to_dict()
+    assert any(t["name"] == "generated (G = 17)" for t in spec["data"])
+
+
+def test_distances_figure() -> None:
+    snap = _generated_snapshot(2, steps=4)
+    fig = plots.distances_figure(snap)
+    assert [t.name for t in fig.data] == ["generated (G = 17)", f"trained particles (M = {snap.M})"]
+    assert len(fig.data[0].x) == len(snap.distances) == 5  # step 0 and each single step
+    np.testing.assert_allclose(np.asarray(fig.data[0].y, dtype=float), snap.distances.generated, rtol=1e-6)
+    assert "W₂" in fig.layout.title.text
+    json.loads(pio.to_json(plots.distances_figure(snap, validate=False)))
+    empty = plots.distances_figure(_snapshot(steps=1))
+    assert not empty.data and "no generated points" in empty.layout.annotations[0].text
+
+
+def test_stopped_banner() -> None:
+    snap = _snapshot(steps=2, configs=CFG.replace(stop_divergence=1e6))
+    assert snap.status == ("stopped",)
+    kind, text = plots.banner(snap)
+    assert kind == "success" and "D ≤ ε" in text and "augmented" in text

@@ -344,3 +344,114 @@ def test_bad_arguments() -> None:
     with pytest.raises(ConfigError):
         Runner(src, tgt[:, :1], SMALL)
     assert not _runner_threads() or all(t.daemon for t in _runner_threads())
+
+
+# ---------------------------------------------------------------------------------------------------
+# The stop rule D ≤ ε (paper §4, (8.1)) and the generated particles' W₂
+# ---------------------------------------------------------------------------------------------------
+
+
+def _mixture_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    centres = np.array([[2.0, 2.0], [-2.0, 2.0], [2.0, -2.0], [-2.0, -2.0]])
+    target = centres[rng.integers(0, 4, 60)] + rng.normal(0, 0.3, (60, 2))
+    return rng.normal(0, 0.5, (60, 2)), target, rng.normal(0, 0.5, (30, 2))
+
+
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
+def test_stop_rule_stops_at_the_first_estimate_below_eps(engine: str) -> None:
+    from gpa_core.engine.flow import GPAFlow
+
+    src, tgt, gen = _mixture_data()
+    base = FlowConfig(hidden=(8, 8), steps=400, kl_form="dv", dt=0.5, engine=engine)
+    free = GPAFlow(src, tgt, base, generated=gen)
+    free.step(400)
+    d = free.history.divergence[:, 0]
+    eps = float(np.quantile(d[np.isfinite(d)], 0.5))  # reached somewhere along the run
+    first = int(np.flatnonzero(d <= eps)[0])
+    flow = GPAFlow(src, tgt, base.replace(stop_divergence=eps), generated=gen)
+    taken = flow.step(400)
+    assert taken == first + 1 and flow.stopped_step == [first]
+    assert flow.status(0) == "stopped" and flow.finished(0) and flow.step(10) == 0
+    s = flow.summary()[0]
+    assert s.steps == first and s.diverged_at is None and "≤ ε" in s.reason
+    # the kept particles are those the estimate was computed at: the free run's after `first` steps
+    again = GPAFlow(src, tgt, base, generated=gen)
+    again.step(first)
+    np.testing.assert_allclose(flow.particles(), again.particles(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(flow.generated(), again.generated(), rtol=0, atol=1e-5)
+    assert float(flow.t[0]) == pytest.approx(first * 0.5)
+    # a new ε (a live change) lets it go on
+    flow.reconfigure(base.replace(stop_divergence=0.0))
+    assert flow.status(0) == "running" and flow.step(5) == 5
+
+
+def test_stop_rule_is_off_by_default_and_per_member() -> None:
+    from gpa_core.engine.flow import GPAFlow
+
+    src, tgt, _ = _mixture_data()
+    base = FlowConfig(hidden=(8, 8), steps=60, kl_form="dv", dt=0.5, engine="eager")
+    assert base.stop_divergence == 0.0
+    flow = GPAFlow(src, tgt, [base, base.replace(stop_divergence=1e6)])
+    assert flow.step(60) == 60
+    assert [flow.status(k) for k in range(2)] == ["running", "stopped"]
+    assert flow.stopped_step == [-1, 0] and float(flow.t[1]) == 0.0
+    assert np.isnan(flow.history.divergence[1:, 1]).all()  # the stopped member took no more steps
+    with pytest.raises(ConfigError, match="stop_divergence"):
+        FlowConfig(stop_divergence=-1.0)
+
+
+def test_runner_reports_the_stop_rule(make_runner) -> None:
+    src, tgt, _ = _mixture_data()
+    r = make_runner(
+        src, tgt, FlowConfig(hidden=(8, 8), steps=5000, kl_form="dv", dt=0.5, stop_divergence=1e6)
+    )
+    r.play()
+    assert _wait(lambda: r.snapshot().state == "finished")
+    snap = r.snapshot()
+    assert snap.status == ("stopped",) and "D ≤ ε" in snap.message
+    r.play()  # a stopped run does not start again by itself
+    assert r.snapshot().state == "finished"
+
+
+def test_generated_points_w2_is_tracked(make_runner) -> None:
+    src, tgt, gen = _mixture_data()
+    cfg = FlowConfig(hidden=(8, 8), steps=300, kl_form="dv", dt=0.5)
+    from functools import partial
+
+    from gpa_core.ot import wasserstein2
+
+    w2 = partial(wasserstein2, max_points=400, seed=0)
+    r = make_runner(src, tgt, cfg, generated=gen, distance=w2, distance_interval=0.0)
+    first = r.snapshot()
+    assert first.generated.shape == (1, 30, 2) and len(first.distances) == 1 and first.distances.step[0] == 0
+    r.step_once(3)
+    snap = r.wait_idle()
+    assert snap.distances.step[-1] == 3  # a single-step command measures at once
+    r.play()
+    assert _wait(lambda: r.snapshot().state == "finished")
+    s = r.snapshot().distances
+    assert s.step[-1] == 300 and np.all(np.diff(s.step) > 0) and np.isfinite(s.generated).all()
+    assert s.generated[-1] < 0.8 * s.generated[0]  # the learned fields carry fresh points to the target
+    assert s.particles[-1] < 0.8 * s.particles[0]
+    snap = r.snapshot()
+    assert s.generated[-1] == pytest.approx(wasserstein2(snap.generated[0], snap.target[0], max_points=400))
+    rows = snap.distances_csv().splitlines()
+    assert rows[0] == "step,time,w2_generated,w2_particles" and len(rows) == len(s) + 1
+    assert snap.generated_csv().splitlines()[0] == "x1,x2" and len(snap.generated_csv().splitlines()) == 31
+    # without generated points, or without a distance: nothing measured
+    plain = make_runner(src, tgt, cfg, distance=w2)
+    assert plain.snapshot().distances is None and plain.snapshot().generated is None
+    unmeasured = make_runner(src, tgt, cfg, generated=gen)
+    assert unmeasured.snapshot().distances is None and unmeasured.snapshot().generated is not None
+
+
+def test_distance_store_is_bounded() -> None:
+    from gpa_core.engine.snapshot import DistanceStore
+
+    store = DistanceStore(capacity=8)
+    for n in range(100):
+        store.offer(n, n * 0.5, 1.0 / (n + 1), 2.0)
+    data = store.data()
+    assert len(data) <= 9 and data.step[0] == 0 and data.step[-1] == 99
+    assert np.all(np.diff(data.step) > 0)

@@ -82,7 +82,7 @@ class MemberSummary:
     """A member's outcome in plain Python values."""
 
     index: int
-    status: str  # "running" | "converged" | "diverged"
+    status: str  # "running" | "converged" | "stopped" (D ≤ ε, FlowConfig.stop_divergence) | "diverged"
     steps: int
     t: float
     kinetic_energy: float
@@ -179,6 +179,8 @@ class GPAFlow:
         self.diverged_step = torch.full((self.K,), -1, dtype=torch.long, device=self.device)
         self.diverged_time = torch.full((self.K,), math.nan, dtype=torch.float64, device=self.device)
         self.reasons = [""] * self.K
+        #: per member: the step whose divergence estimate met the stop rule D ≤ ε (-1: not stopped)
+        self.stopped_step = [-1] * self.K
         # per member: one member's extreme sample must not loosen another member's runaway test
         extent = torch.maximum(self.Y.abs().flatten(1).amax(1), self.X.abs().flatten(1).amax(1)).clamp_min(
             1.0
@@ -296,6 +298,11 @@ class GPAFlow:
             for name, value in new_c.__dict__.items():
                 if name not in LIVE_FIELDS and getattr(old_c, name) != value:
                     raise ConfigError(f"{name} cannot change during a run (reset to change it)")
+        for k, (old_c, new_c) in enumerate(zip(self.configs, new, strict=True)):
+            if self.stopped_step[k] >= 0 and new_c.stop_divergence != old_c.stop_divergence:
+                self.alive[k] = True  # a new ε: the stopped member goes on (and is tested again)
+                self.stopped_step[k] = -1
+                self.reasons[k] = ""
         self._set_configs(new)
         self._engine.reconfigure(self)
 
@@ -401,8 +408,45 @@ class GPAFlow:
         return torch.cat([velocity, -self._field(positions[:, M:])[1]], dim=1)
 
     def step(self, n: int = 1) -> int:
-        """Advance every active member by up to ``n`` particle steps; returns the steps taken."""
-        return self._engine.advance(self, n)
+        """Advance every active member by up to ``n`` particle steps; returns the steps taken.
+
+        With the stop rule on (``stop_divergence`` ε > 0 in a member's config: the augmentation rule of
+        §4, D(P_T‖Q) ≤ ε as in (8.1)), steps go one at a time and a member whose recorded divergence
+        estimate is at most its ε stops there: its particles (and generated points) and time are put
+        back to the positions that estimate was computed at, and it takes no further steps."""
+        if not any(c.stop_divergence > 0 for c in self.configs):
+            return self._engine.advance(self, n)
+        taken = 0
+        while taken < n and bool(self.alive.any()):
+            before = (self.Y.clone(), None if self.G is None else self.G.clone(), self.t.clone())
+            rows = len(self.history)
+            got = self._engine.advance(self, 1)
+            if not got:
+                break
+            taken += got
+            self._apply_stop_rule(rows, before)
+        return taken
+
+    def _apply_stop_rule(self, rows: int, before: tuple[Tensor, Tensor | None, Tensor]) -> None:
+        """Stop the members whose newest history row (after ``rows``) has D ≤ ε; in place, so the
+        compiled path's views of the particles stay valid."""
+        h = self.history
+        if len(h) <= rows:
+            return  # no row recorded this step (record_every > 1): checked at the next recorded one
+        step, values = int(h.step[-1]), h.divergence[-1]
+        for k, c in enumerate(self.configs):
+            value = float(values[k])
+            if c.stop_divergence <= 0 or not bool(self.alive[k]) or not value <= c.stop_divergence:
+                continue
+            with torch.no_grad():
+                self.Y[k].copy_(before[0][k])
+                if self.G is not None and before[1] is not None:
+                    self.G[k].copy_(before[1][k])
+                self.t[k] = before[2][k]
+                self.alive[k] = False
+            self.stopped_step[k] = step
+            eps = c.stop_divergence
+            self.reasons[k] = f"divergence estimate D = {value:.4g} ≤ ε = {eps:g} at step {step}"
 
     def _divergence_reason(self, k: int, finite: bool, gauge: float) -> str:
         if not finite:
@@ -450,6 +494,7 @@ class GPAFlow:
         new.diverged_step = self.diverged_step[idx].clone()
         new.diverged_time = self.diverged_time[idx].clone()
         new.reasons = [self.reasons[k] for k in keep]
+        new.stopped_step = [self.stopped_step[k] for k in keep]
         new.runaway_radius = self.runaway_radius[idx].clone()
         new.kernel_threads = self.kernel_threads
         new.threads_per_member = self.threads_per_member
@@ -491,6 +536,8 @@ class GPAFlow:
         return phi[member].cpu().double().numpy(), grad[member].cpu().double().numpy()
 
     def status(self, k: int = 0) -> str:
+        if self.stopped_step[k] >= 0:
+            return "stopped"
         if not bool(self.alive[k]):
             return "diverged"
         ke = self.history.kinetic_energy
@@ -509,8 +556,12 @@ class GPAFlow:
         for k in range(self.K):
             h = self.history.member(k)
             last = {name: last_finite(h.get(name)) for name in ("kinetic_energy", "divergence", "max_speed")}
-            dead = not bool(self.alive[k])
-            steps = int(self.diverged_step[k]) if dead else min(self.n, self.configs[k].steps)
+            stopped = self.stopped_step[k] >= 0
+            dead = not bool(self.alive[k]) and not stopped
+            if stopped:
+                steps = self.stopped_step[k]
+            else:
+                steps = int(self.diverged_step[k]) if dead else min(self.n, self.configs[k].steps)
             out.append(
                 MemberSummary(
                     index=k,

@@ -10,7 +10,8 @@ messages. The worker never calls any UI code.
 API::
 
     r = Runner(source, target, configs, *, generated=None, grid=True, max_history=2000,
-               idle_timeout=120.0, max_frames=120, trail_length=12, trail_particles=60)
+               idle_timeout=120.0, max_frames=120, trail_length=12, trail_particles=60,
+               distance=None, distance_interval=0.5)
     r.play(); r.pause(); r.step_once(n=1); r.reset()
     r.set_speed(steps_per_frame=None, frame_interval=0.2)   # None: full speed
     r.update(configs)          # live when only LIVE_FIELDS change; otherwise a reset (said in .message)
@@ -26,7 +27,13 @@ A Snapshot holds: version, run_id (changes on every reset), state ("ready" | "pl
 "finished" | "error" | "stopped"), playing, n, K/M/N/d, t (K,), particles (K, M, d), target (K, N, d),
 generated, grid (PhiGrid of member 0 in 2-D, or None), history (HistoryData, bounded and downsampled),
 per-member status / finished / diverged_at / reason / summary / spacing, steps_per_second, device,
-message, error, trails (T, P, d) of member 0, configs and the data's extent; plus CSV helpers.
+message, error, trails (T, P, d) of member 0, configs and the data's extent; plus CSV helpers. With
+generated points (paper §4: fresh source samples moved by the learned fields, never trained on),
+``distance`` (a function of two clouds, e.g. ``functools.partial(gpa_core.ot.wasserstein2,
+max_points=400)``: the engine does not import the OT code) gives ``distances``: the generated points'
+distance to the target over time, and the trained particles' beside it (member 0, measured every
+``distance_interval`` seconds while playing, at every single step command and at the end; subsample in
+``distance`` to keep it cheap beside the run).
 
 Threading: every change to the flow happens on the worker thread (or, for a brand-new flow, on
 the caller before the worker ever sees it). Commands go through a queue guarded by one condition
@@ -43,7 +50,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, NamedTuple
 
@@ -55,6 +62,7 @@ from gpa_core.devices import describe_device
 from gpa_core.engine.flow import GPAFlow, History
 from gpa_core.engine.snapshot import (
     HISTORY_FIELDS,
+    DistanceStore,
     Frame,
     FrameStore,
     HistoryStore,
@@ -75,6 +83,7 @@ TARGET_CHUNK_SECONDS = 0.1  # at full speed a chunk lasts about this long (keeps
 GRID_INTERVAL = 0.25  # seconds between φ-grid evaluations while playing
 GRID_SIZE = 48  # φ heat-map resolution (GRID_SIZE²)
 ARROW_SIZE = 15  # −∇φ arrows on an ARROW_SIZE² lattice
+DISTANCE_INTERVAL = 0.5  # seconds between distance measurements of the generated points while playing
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,6 +140,8 @@ class _Run:
     grid: PhiGrid | None = None
     grid_time: float = -math.inf
     spacing: tuple[float, ...] = ()
+    distances: DistanceStore | None = None  # W₂ of the generated points over time (with generated)
+    distance_time: float = -math.inf
 
 
 class Runner:
@@ -153,6 +164,8 @@ class Runner:
         max_frames: int = 120,
         trail_length: int = 12,
         trail_particles: int = 60,
+        distance: Callable[[np.ndarray, np.ndarray], float] | None = None,
+        distance_interval: float = DISTANCE_INTERVAL,
     ) -> None:
         if not idle_timeout > 0:
             raise ValueError(f"idle_timeout must be positive seconds, got {idle_timeout!r}")
@@ -162,6 +175,8 @@ class Runner:
         self.idle_timeout = float(idle_timeout)
         self.trail_length = max(0, int(trail_length))
         self.trail_particles = max(0, int(trail_particles))
+        self.distance = distance
+        self.distance_interval = max(0.0, float(distance_interval))
         self._cond = threading.Condition()
         self._commands: deque[tuple[str, Any]] = deque()
         self._thread: threading.Thread | None = None
@@ -216,7 +231,7 @@ class Runner:
                 return
             snap = self._snapshot
             more = any(
-                status != "diverged" and snap.n < c.steps
+                status not in ("diverged", "stopped") and snap.n < c.steps
                 for status, c in zip(snap.status, self._configs, strict=False)
             )
             if self._state == "finished" and more:
@@ -394,6 +409,9 @@ class Runner:
         run.frames.offer(0, 0.0, particles[0])
         if self.trail_length and p:
             run.trails.append(particles[0][trail_index])
+        if flow.G is not None and self.distance is not None:
+            run.distances = DistanceStore()
+            self._measure_distances(run, particles)
         self._harvest(run)
         self._compute_grid(run)
         return run
@@ -565,6 +583,8 @@ class Runner:
         if force or now - run.grid_time >= GRID_INTERVAL:
             self._compute_grid(run, particles)
         done = all(flow.finished(k) for k in range(flow.K))
+        if run.distances is not None and (force or done or now - run.distance_time >= self.distance_interval):
+            self._measure_distances(run, particles)
         with self._cond:
             if run.run_id != self._current_run_id:
                 return  # a reset overtook this chunk
@@ -585,6 +605,8 @@ class Runner:
         for s in flow.summary():
             if s.status == "diverged":
                 parts.append(f"diverged at t = {s.diverged_at:.4g}")
+            elif s.status == "stopped":
+                parts.append(f"stopped at t = {s.t:.4g} by the rule D ≤ ε ({s.reason})")
             elif s.status == "converged":
                 parts.append(f"converged by t = {s.t:.4g}")
             else:
@@ -609,6 +631,27 @@ class Runner:
             for name in HISTORY_FIELDS:
                 setattr(keep, name, getattr(h, name)[-1:].copy())
             run.flow.history = keep
+
+    def _measure_distances(self, run: _Run, particles: np.ndarray) -> None:
+        """The distance of member 0's generated points and of its particles to the target, once per
+        step."""
+        flow, store, distance = run.flow, run.distances, self.distance
+        if store is None or distance is None or flow.n == store.last_step:
+            return
+        gen = flow.generated()
+        if gen is None:
+            return
+
+        def w2(points: np.ndarray) -> float:
+            if not np.isfinite(points).all():
+                return math.nan
+            try:
+                return float(distance(points, run.target[0]))
+            except (ValueError, RuntimeError):  # a solver that stopped short: a gap, not a failed run
+                return math.nan
+
+        store.offer(flow.n, float(flow.t[0]), w2(gen[0]), w2(particles[0]))
+        run.distance_time = time.monotonic()
 
     def _compute_grid(self, run: _Run, particles: np.ndarray | None = None) -> None:
         """The slower read-outs of member 0, refreshed every GRID_INTERVAL s while playing: the
@@ -681,6 +724,7 @@ class Runner:
             spacing=run.spacing if len(run.spacing) == flow.K else (math.nan,) * flow.K,
             configs=tuple(flow.configs),
             extent=run.extent,
+            distances=None if run.distances is None else run.distances.data(),
             wall_time=time.monotonic(),
         )
 

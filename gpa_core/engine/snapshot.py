@@ -70,6 +70,22 @@ class HistoryData:
 
 
 @dataclass(frozen=True)
+class DistanceSeries:
+    """A distance to the target (the runner's ``distance``, W₂ in the playground) along a run with
+    generated points (member 0), measured every so often (not every step): ``step``, ``time``,
+    ``generated`` (of the generated points, paper §4) and ``particles`` (of the trained particles, for
+    comparison), each (R,)."""
+
+    step: np.ndarray
+    time: np.ndarray
+    generated: np.ndarray
+    particles: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.step.shape[0])
+
+
+@dataclass(frozen=True)
 class Frame:
     """One recorded state of member 0 for an animation."""
 
@@ -115,6 +131,7 @@ class Snapshot:
     spacing: tuple[float, ...]  # per member: median nearest-neighbour distance (member 0 only; else NaN)
     configs: tuple[FlowConfig, ...]
     extent: tuple[np.ndarray, np.ndarray]  # (lo (d,), hi (d,)) of source ∪ target at the start
+    distances: DistanceSeries | None = None  # W₂ of the generated points (and particles) over time
     wall_time: float = field(default=0.0, compare=False)  # time.monotonic() at publication
 
     @property
@@ -124,6 +141,20 @@ class Snapshot:
     def particles_csv(self, member: int = 0) -> str:
         """The particles of one member as CSV text (header x1, …, xd)."""
         return _csv(self.particles[member], [f"x{i + 1}" for i in range(self.d)])
+
+    def generated_csv(self, member: int = 0) -> str:
+        """The generated points of one member as CSV text (header x1, …, xd); ValueError without any."""
+        if self.generated is None:
+            raise ValueError("this run has no generated points")
+        return _csv(self.generated[member], [f"x{i + 1}" for i in range(self.d)])
+
+    def distances_csv(self) -> str:
+        """W₂ to the target over time (step, time, W2_generated, W2_particles); empty without any."""
+        s = self.distances
+        if s is None:
+            return _csv(np.zeros((0, 4)), ["step", "time", "w2_generated", "w2_particles"], (0,))
+        table = np.column_stack([s.step.astype(np.float64), s.time, s.generated, s.particles])
+        return _csv(table, ["step", "time", "w2_generated", "w2_particles"], int_columns=(0,))
 
     def history_csv(self) -> str:
         """The (downsampled) history as CSV: one row per recorded step and member."""
@@ -244,6 +275,31 @@ class HistoryStore:
             values = {k: np.concatenate([values[k], self.latest[1][k]]) for k in HISTORY_FIELDS}
         return HistoryData(
             step=frozen(step), **{k: frozen(values[k]) for k in HISTORY_FIELDS}, stride=self.stride
+        )
+
+
+class DistanceStore:
+    """At most ``capacity`` W₂ measurements, thinned like :class:`HistoryStore` (every other one
+    dropped when full), so a long run keeps evenly spread measurements in bounded memory."""
+
+    def __init__(self, capacity: int = 400) -> None:
+        self.capacity = max(4, int(capacity))
+        self.rows: list[tuple[int, float, float, float]] = []
+        self.last_step = -1
+
+    def offer(self, step: int, time: float, generated: float, particles: float) -> None:
+        self.rows.append((int(step), float(time), float(generated), float(particles)))
+        self.last_step = int(step)
+        if len(self.rows) > self.capacity:
+            self.rows = self.rows[:-1:2] + self.rows[-1:]  # keep the latest measurement
+
+    def data(self) -> DistanceSeries:
+        a = np.asarray(self.rows, dtype=np.float64).reshape(-1, 4)
+        return DistanceSeries(
+            step=frozen(a[:, 0].astype(np.int64)),
+            time=frozen(a[:, 1].copy()),
+            generated=frozen(a[:, 2].copy()),
+            particles=frozen(a[:, 3].copy()),
         )
 
 

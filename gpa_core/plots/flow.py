@@ -6,6 +6,8 @@
 * :func:`digits_figure` — particles and target as mosaics of small images (8×8 digits).
 * :func:`history_figure` — kinetic energy (3.3) and the divergence estimate against physical time,
   log axes, one curve per member.
+* :func:`distances_figure` — W₂ to the target over time of the generated points (paper §4: fresh source
+  samples moved by the learned fields) beside the trained particles'.
 * :func:`stability_readout` — the CFL story of §6 in numbers: the largest step a particle can take
   (LΔt) against the data's scale and the particles' nearest-neighbour spacing, and the realized
   max|∇φ| against L.
@@ -38,6 +40,7 @@ __all__ = [
     "axis_ranges",
     "banner",
     "digits_figure",
+    "distances_figure",
     "history_figure",
     "member_labels",
     "nearest_neighbour_spacing",
@@ -59,6 +62,7 @@ MEMBER_COLORS: tuple[str, ...] = (
     "#7f7f7f",
 )
 TARGET_COLOR = "rgba(70, 70, 70, 0.55)"
+GENERATED_COLOR = "#2ca02c"  # generated points (§4): their own colour, and diamonds
 PHI_COLORSCALE = "RdBu"
 
 
@@ -217,13 +221,13 @@ def _uirev(snap: Snapshot, kind: str) -> str:
     return f"{kind}:{snap.d}:{box}"
 
 
-def _markers(kind: str, x, y, color: str, size: float, name: str, z=None) -> dict[str, Any]:
+def _markers(kind: str, x, y, color: str, size: float, name: str, z=None, symbol: str = "") -> dict[str, Any]:
     trace = {
         "type": kind,
         "x": _f32(x),
         "y": _f32(y),
         "mode": "markers",
-        "marker": {"size": size, "color": color},
+        "marker": {"size": size, "color": color, **({"symbol": symbol} if symbol else {})},
         "name": name,
         "hoverinfo": "skip",
     }
@@ -245,12 +249,14 @@ def particles_figure(
     show_trails: bool = True,
     show_phi: bool = True,
     show_arrows: bool = True,
+    show_generated: bool = True,
     height: int = 520,
     title: str | None = None,
     validate: bool = True,
 ) -> go.Figure:
     """Particles of one member over the target. 2-D: scatter (+ φ heat map, −∇φ arrows, trails);
     3-D: a rotatable 3-D scatter; d > 3: the plane of the target's two main principal components.
+    Generated points (``snap.generated``, §4), if any, are green diamonds (``show_generated``).
     ``validate=False`` returns a fast :class:`SpecFigure` (for live views)."""
     if not 0 <= member < snap.K:
         raise ValueError(f"member must be in 0..{snap.K - 1}, got {member}")
@@ -263,7 +269,27 @@ def particles_figure(
         spec = _spec_2d(snap, member, color, show_target, show_trails, show_phi, show_arrows, height, title)
     else:
         spec = _spec_projected(snap, member, color, show_target, height, title)
+    if show_generated and snap.generated is not None and snap.generated.shape[1]:
+        _add_generated(spec, snap, member)
     return _finish(spec, validate)
+
+
+def _add_generated(spec: dict[str, Any], snap: Snapshot, member: int) -> None:
+    """The generated points as their own trace, drawn just under the trained particles."""
+    g = np.asarray(snap.generated[member], dtype=np.float64)
+    name = f"generated (G = {g.shape[0]})"
+    if snap.d == 3:
+        trace = _markers("scatter3d", g[:, 0], g[:, 1], GENERATED_COLOR, 2, name, g[:, 2], symbol="diamond")
+    elif snap.d == 2:
+        trace = _markers("scattergl", g[:, 0], g[:, 1], GENERATED_COLOR, 5, name, symbol="diamond")
+    else:
+        if snap.d == 1:
+            p = np.column_stack([g[:, 0], np.linspace(-0.5, 0.5, len(g))])
+        else:
+            mean, w = projection_basis(snap.target[member])
+            p = (g - mean) @ w
+        trace = _markers("scattergl", p[:, 0], p[:, 1], GENERATED_COLOR, 5, name, symbol="diamond")
+    spec["data"].insert(len(spec["data"]) - 1, trace)
 
 
 def _spec_2d(
@@ -581,6 +607,42 @@ def history_figure(
     return _finish({"data": traces, "layout": layout}, validate)
 
 
+def distances_figure(snap: Snapshot, *, height: int = 300, validate: bool = True) -> go.Figure:
+    """W₂ to the target against physical time t of the generated points (green) and of the trained
+    particles (the member's colour), member 0; an empty figure that says so without generated points."""
+    s = snap.distances
+    traces: list[dict[str, Any]] = []
+    if s is not None and len(s):
+        for values, name, color, dash in (
+            (s.generated, f"generated (G = {snap.generated.shape[1] if snap.generated is not None else 0})",
+             GENERATED_COLOR, "solid"),
+            (s.particles, f"trained particles (M = {snap.M})", MEMBER_COLORS[0], "dot"),
+        ):  # fmt: skip
+            ok = np.isfinite(s.time) & np.isfinite(values)
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": _f32(s.time[ok]),
+                    "y": _f32(values[ok]),
+                    "mode": "lines+markers",
+                    "marker": {"size": 4, "color": color},
+                    "line": {"color": color, "width": 1.6, "dash": dash},
+                    "name": name,
+                    "hovertemplate": "t = %{x:.4g}<br>W₂ = %{y:.4g}<extra>" + name + "</extra>",
+                }
+            )
+    layout = _layout(height, "W₂ to the target", "distances")
+    layout["xaxis"] = {"title": {"text": "t"}, "rangemode": "tozero"}
+    layout["yaxis"] = {"title": {"text": "W₂"}, "rangemode": "tozero"}
+    layout["legend"] = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0}
+    if not traces:
+        layout["annotations"] = [
+            {"text": "no generated points in this run", "showarrow": False, "xref": "paper", "yref": "paper",
+             "x": 0.5, "y": 0.5}
+        ]  # fmt: skip
+    return _finish({"data": traces, "layout": layout}, validate)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Stability read-out and banner
 # ---------------------------------------------------------------------------------------------------
@@ -755,6 +817,11 @@ def banner(snap: Snapshot, member: int = 0) -> tuple[BannerKind, str] | None:
         else:
             advice = "try a smaller Δt or L"
         return "error", f"Diverged at t = {at:.4g}: {short} — {advice}."
+    if status == "stopped":
+        return "success", (
+            f"Stopped at t = {float(snap.t[member]):.4g} by the rule D ≤ ε: {snap.reason[member]} "
+            "(paper §4, (8.1): these particles are the augmented data)."
+        )
     if status == "converged":
         return "success", (
             f"Converged at t = {float(snap.t[member]):.4g}: "

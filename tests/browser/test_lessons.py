@@ -1,0 +1,58 @@
+"""Real-browser test of the lessons page: a lesson's button opens the playground with the lesson's run
+already playing (the generated-particles lesson: green diamonds and the W₂ figure), at a pace a person
+can follow. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+STATUS = re.compile(r"step n = (\d+)")
+
+
+def _step_number(page: Any) -> int:
+    text = page.get_by_text(STATUS).first.inner_text(timeout=60_000)
+    match = STATUS.search(text)
+    assert match, text
+    return int(match.group(1))
+
+
+def test_a_lesson_button_starts_its_run(
+    streamlit_server: str, browser_page: Any, wait_for_app: Callable[..., None]
+) -> None:
+    page = browser_page
+    page.goto(streamlit_server, timeout=90_000)
+    wait_for_app(page, timeout=120)
+    # through the app's navigation (st.navigation in app.py), as a person gets there
+    page.get_by_role("link", name=re.compile("Lessons")).first.click()
+    page.get_by_role("heading", name="Lessons").first.wait_for(timeout=60_000)
+    wait_for_app(page, timeout=120)
+    assert page.get_by_role("heading", name=re.compile("Generated particles")).count() >= 1
+    page.get_by_role("button", name="Run with 600 generated particles", exact=True).click()
+    # the playground opens with the run playing: Pause is shown, the counter moves by itself
+    page.get_by_role("button", name="Pause", exact=True).wait_for(timeout=90_000)
+    assert "/lessons" not in page.url
+    first = _step_number(page)
+    deadline = time.monotonic() + 60
+    n = first
+    while n <= first + 10 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        n = _step_number(page)
+    assert n > first + 10, f"the step counter stayed at {n}"
+    page.get_by_text("W₂ to the target", exact=False).first.wait_for(timeout=60_000)
+    assert page.get_by_text("generated (G = 600)", exact=False).count() >= 1
+    # a watchable pace: 5 steps per 0.2 s frame, so the 500 steps are far from done after a few seconds
+    assert _step_number(page) < 400
+    page.wait_for_timeout(1500)  # let WebGL finish drawing
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lesson_generated_particles.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
