@@ -166,7 +166,8 @@ class FlowConfig:
     ))  # fmt: skip
     stop_divergence: float = field(default=0.0, metadata=about(
         "stop a member once its divergence estimate D is at most this ε (the augmentation rule of "
-        "§4 and (8.1)); 0: never", label="ε (stop at D ≤ ε)", per_member=True, live=True, low=0.0, high=1e6,
+        "§4 and (8.1)); 0: never", label="ε (stop at D ≤ ε)", per_member=True, live=True, cli=_RUN,
+        low=0.0, high=1e6,
     ))  # fmt: skip
     seed: int = field(default=0, metadata=about(
         "seed of φ; run draws the data with it too", per_member=True, cli=_BOTH, low=0, high=2**31 - 1

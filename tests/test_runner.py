@@ -358,6 +358,38 @@ def _mixture_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rng.normal(0, 0.5, (60, 2)), target, rng.normal(0, 0.5, (30, 2))
 
 
+def _expected_stop(d: np.ndarray, eps: float) -> int:
+    """The step the rule stops at: the first D ≤ ε once D has fallen to STOP_ARMING of its peak."""
+    from gpa_core.engine.flow import STOP_ARMING
+
+    peak, armed = -np.inf, False
+    for i, value in enumerate(d):
+        if np.isfinite(value):
+            peak = max(peak, float(value))
+            armed = armed or (peak > 0 and value <= STOP_ARMING * peak)
+        if armed and value <= eps:
+            return i
+    raise AssertionError("the rule never fires on this history")
+
+
+def test_stop_rule_waits_for_the_climbing_estimate() -> None:
+    """The first estimates come from a barely trained φ: small whatever the distance. An ε above them
+    but below the peak must not stop the run on its way up, only once the estimate has come down."""
+    from gpa_core.engine.flow import GPAFlow
+
+    src, tgt, _ = _mixture_data()
+    base = FlowConfig(hidden=(8, 8), steps=300, kl_form="dv", dt=0.5, engine="eager")
+    free = GPAFlow(src, tgt, base)
+    free.step(300)
+    d = free.history.divergence[:, 0]
+    peak_at = int(np.nanargmax(d))
+    eps = 0.5 * float(np.nanmax(d))  # crossed on the way up, and again on the way down
+    assert peak_at > 0 and (d[:peak_at] <= eps).any()
+    flow = GPAFlow(src, tgt, base.replace(stop_divergence=eps))
+    flow.step(300)
+    assert flow.stopped_step[0] > peak_at and flow.stopped_step == [_expected_stop(d, eps)]
+
+
 @pytest.mark.parametrize("engine", ["eager", "compiled"])
 def test_stop_rule_stops_at_the_first_estimate_below_eps(engine: str) -> None:
     from gpa_core.engine.flow import GPAFlow
@@ -368,7 +400,7 @@ def test_stop_rule_stops_at_the_first_estimate_below_eps(engine: str) -> None:
     free.step(400)
     d = free.history.divergence[:, 0]
     eps = float(np.quantile(d[np.isfinite(d)], 0.5))  # reached somewhere along the run
-    first = int(np.flatnonzero(d <= eps)[0])
+    first = _expected_stop(d, eps)
     flow = GPAFlow(src, tgt, base.replace(stop_divergence=eps), generated=gen)
     taken = flow.step(400)
     assert taken == first + 1 and flow.stopped_step == [first]
@@ -390,13 +422,15 @@ def test_stop_rule_is_off_by_default_and_per_member() -> None:
     from gpa_core.engine.flow import GPAFlow
 
     src, tgt, _ = _mixture_data()
-    base = FlowConfig(hidden=(8, 8), steps=60, kl_form="dv", dt=0.5, engine="eager")
+    base = FlowConfig(hidden=(8, 8), steps=200, kl_form="dv", dt=0.5, engine="eager")
     assert base.stop_divergence == 0.0
     flow = GPAFlow(src, tgt, [base, base.replace(stop_divergence=1e6)])
-    assert flow.step(60) == 60
+    assert flow.step(200) == 200
     assert [flow.status(k) for k in range(2)] == ["running", "stopped"]
-    assert flow.stopped_step == [-1, 0] and float(flow.t[1]) == 0.0
-    assert np.isnan(flow.history.divergence[1:, 1]).all()  # the stopped member took no more steps
+    # any estimate is ≤ 1e6: member 1 stops as soon as its estimate has come down from its peak
+    stop = _expected_stop(flow.history.divergence[:, 0], 1e6)  # member 0 ran the same steps
+    assert flow.stopped_step == [-1, stop] and float(flow.t[1]) == pytest.approx(stop * 0.5)
+    assert np.isnan(flow.history.divergence[stop + 1 :, 1]).all()  # it took no more steps
     with pytest.raises(ConfigError, match="stop_divergence"):
         FlowConfig(stop_divergence=-1.0)
 

@@ -40,6 +40,11 @@ RUNAWAY_FACTOR = 1e4  # particles beyond this many times the data's extent count
 AUTO_COMPILE_WAIT_S = 2.5
 
 
+#: The stop rule D ≤ ε applies once a member's estimate has fallen to STOP_ARMING × its highest value
+#: so far (see GPAFlow.step): the estimate first climbs while φ trains, then falls as the particles come.
+STOP_ARMING = 0.5
+
+
 @dataclass
 class History:
     """Recorded steps, as NumPy arrays; (R,) for ``step`` and (R, K) for everything else.
@@ -181,6 +186,11 @@ class GPAFlow:
         self.reasons = [""] * self.K
         #: per member: the step whose divergence estimate met the stop rule D ≤ ε (-1: not stopped)
         self.stopped_step = [-1] * self.K
+        #: per member: the highest divergence estimate so far, and whether the estimate has since fallen
+        #: to STOP_ARMING of it. The rule waits for that: the first estimates, from a barely trained φ,
+        #: are small whatever the distance (a lower bound still climbing) and wobble on their way up
+        self.stop_peak = [-math.inf] * self.K  # (early DV estimates can be negative)
+        self.stop_armed = [False] * self.K
         # per member: one member's extreme sample must not loosen another member's runaway test
         extent = torch.maximum(self.Y.abs().flatten(1).amax(1), self.X.abs().flatten(1).amax(1)).clamp_min(
             1.0
@@ -412,8 +422,11 @@ class GPAFlow:
 
         With the stop rule on (``stop_divergence`` ε > 0 in a member's config: the augmentation rule of
         §4, D(P_T‖Q) ≤ ε as in (8.1)), steps go one at a time and a member whose recorded divergence
-        estimate is at most its ε stops there: its particles (and generated points) and time are put
-        back to the positions that estimate was computed at, and it takes no further steps."""
+        estimate is at most its ε, once it has fallen to :data:`STOP_ARMING` of its highest value so
+        far, stops there (the first estimates come from a barely trained φ and are small whatever
+        the distance): its
+        particles (and generated points) and time are put back to the positions that estimate was
+        computed at, and it takes no further steps."""
         if not any(c.stop_divergence > 0 for c in self.configs):
             return self._engine.advance(self, n)
         taken = 0
@@ -436,7 +449,13 @@ class GPAFlow:
         step, values = int(h.step[-1]), h.divergence[-1]
         for k, c in enumerate(self.configs):
             value = float(values[k])
-            if c.stop_divergence <= 0 or not bool(self.alive[k]) or not value <= c.stop_divergence:
+            if c.stop_divergence <= 0 or not bool(self.alive[k]):
+                continue
+            if math.isfinite(value):
+                self.stop_peak[k] = max(self.stop_peak[k], value)
+                if self.stop_peak[k] > 0 and value <= STOP_ARMING * self.stop_peak[k]:
+                    self.stop_armed[k] = True
+            if not (self.stop_armed[k] and value <= c.stop_divergence):
                 continue
             with torch.no_grad():
                 self.Y[k].copy_(before[0][k])
@@ -495,6 +514,8 @@ class GPAFlow:
         new.diverged_time = self.diverged_time[idx].clone()
         new.reasons = [self.reasons[k] for k in keep]
         new.stopped_step = [self.stopped_step[k] for k in keep]
+        new.stop_armed = [self.stop_armed[k] for k in keep]
+        new.stop_peak = [self.stop_peak[k] for k in keep]
         new.runaway_radius = self.runaway_radius[idx].clone()
         new.kernel_threads = self.kernel_threads
         new.threads_per_member = self.threads_per_member
