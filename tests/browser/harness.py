@@ -5,6 +5,7 @@ flags, and :func:`wait_for_app`."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -94,7 +95,6 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-
 class ServerError(RuntimeError):
     """The app's server exited or did not answer its health check; the message holds its output."""
 
@@ -143,3 +143,14 @@ def streamlit_app() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     finally:
         stop_group(proc)
         log.close()
+
+
+STATUS = re.compile(r"step n = (\d+)")  # the playground's status line
+
+
+def step_number(page: Any) -> int:
+    """The playground's step counter n, read from its status line."""
+    text = page.get_by_text(STATUS).first.inner_text(timeout=60_000)
+    match = STATUS.search(text)
+    assert match, text
+    return int(match.group(1))

@@ -7,23 +7,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import ARTIFACTS, step_number
 
 pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-STATUS = re.compile(r"step n = (\d+)")
-
-
-def _step_number(page: Any) -> int:
-    text = page.get_by_text(STATUS).first.inner_text(timeout=60_000)
-    match = STATUS.search(text)
-    assert match, text
-    return int(match.group(1))
 
 
 def test_a_lesson_button_starts_its_run(
@@ -41,17 +30,17 @@ def test_a_lesson_button_starts_its_run(
     # the playground opens with the run playing: Pause is shown, the counter moves by itself
     page.get_by_role("button", name="Pause", exact=True).wait_for(timeout=90_000)
     assert "/lessons" not in page.url
-    first = _step_number(page)
+    first = step_number(page)
     deadline = time.monotonic() + 60
     n = first
     while n <= first + 10 and time.monotonic() < deadline:
         page.wait_for_timeout(250)
-        n = _step_number(page)
+        n = step_number(page)
     assert n > first + 10, f"the step counter stayed at {n}"
     page.get_by_text("W₂ to the target", exact=False).first.wait_for(timeout=60_000)
     assert page.get_by_text("generated (G = 600)", exact=False).count() >= 1
     # a watchable pace: 5 steps per 0.2 s frame, so the 500 steps are far from done after a few seconds
-    assert _step_number(page) < 400
+    assert step_number(page) < 400
     page.wait_for_timeout(1500)  # let WebGL finish drawing
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lesson_generated_particles.png"), full_page=True)

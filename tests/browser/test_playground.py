@@ -6,34 +6,22 @@ fetches nothing from the network. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import ARTIFACTS, step_number
 
 pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-STATUS = re.compile(r"step n = (\d+)")
-
-
-def _step_number(page: Any) -> int:
-    text = page.get_by_text(STATUS).first.inner_text(timeout=60_000)
-    match = STATUS.search(text)
-    assert match, text
-    return int(match.group(1))
 
 
 def _wait_for_step(page: Any, predicate: Callable[[int], bool], timeout: float = 120.0) -> int:
     deadline = time.monotonic() + timeout
-    n = _step_number(page)
+    n = step_number(page)
     while not predicate(n) and time.monotonic() < deadline:
         page.wait_for_timeout(250)
-        n = _step_number(page)
+        n = step_number(page)
     return n
 
 
@@ -63,7 +51,7 @@ def test_play_moves_particles_and_counter(
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     chart.wait_for(timeout=90_000)
     page.wait_for_timeout(1500)  # let WebGL finish drawing
-    assert _step_number(page) == 0
+    assert step_number(page) == 0
     box = chart.bounding_box()
     assert box is not None and box["width"] > 100 and box["height"] > 100
     before = _plot_png(page, box)
@@ -88,13 +76,13 @@ def test_play_moves_particles_and_counter(
     page.get_by_role("button", name="Pause", exact=True).click()
     page.get_by_role("button", name="Play", exact=True).wait_for(timeout=90_000)
     wait_for_app(page, timeout=120)  # the rerun that shows where it stopped has been drawn
-    paused_at = _step_number(page)
+    paused_at = step_number(page)
     page.wait_for_timeout(1000)
-    assert _step_number(page) == paused_at  # paused: the counter stands still
+    assert step_number(page) == paused_at  # paused: the counter stands still
     page.get_by_role("button", name="Step", exact=True).click()
     _wait_for_step(page, lambda n: n != paused_at, timeout=60)
     wait_for_app(page, timeout=120)
-    assert _step_number(page) == paused_at + 1
+    assert step_number(page) == paused_at + 1
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not outside, f"requests outside the app: {sorted(set(outside))}"
 
