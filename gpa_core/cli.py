@@ -2,6 +2,8 @@
 
     python -m gpa_core run --source gaussian:std=0.5 --target mixture:std=0.5 --L 1 --steps 500 --json
     python -m gpa_core divergence P.csv Q.csv --f alpha --alpha 2 --json
+    python -m gpa_core divergence P.csv Q.csv --exact --L 1 --json   # over all L-Lipschitz φ
+    python -m gpa_core integrate SOURCE TARGET --method gpa,combat --json
 
 Bad arguments exit with status 2 and one line on stderr; a run that diverges is an outcome, not a
 crash (exit 0, status "diverged").
@@ -20,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_lipschitz
+from gpa_core.config import (
+    FIELDS,
+    ConfigError,
+    FlowConfig,
+    authors_numerics,
+    cli_fields,
+    field_from_text,
+    field_to_text,
+)
 
 EXIT_USAGE = 2
 
@@ -44,18 +54,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+def _field_type(name: str) -> Any:
+    """The argparse type of a FlowConfig field's flag: its text form (:func:`field_from_text`); a whole
+    number that must be at least 1 is said so at once (``--steps 0``), other ranges by FlowConfig."""
+    info = FIELDS[name]
+    if info.kind == "int" and info.low == 1:
+        return _positive_int
+
+    def parse(text: str) -> Any:
+        try:
+            return field_from_text(name, text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
-def _lipschitz(text: str) -> float:
-    try:
-        return parse_lipschitz(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """A flag for every FlowConfig field whose metadata names ``command`` (``--inner-steps`` for
+    inner_steps), with the field's default, help and choices."""
+    for name in cli_fields(command):
+        info = FIELDS[name]
+        help_text = f"{info.help} (default {field_to_text(name, info.default)})"
+        flag = "--" + name.replace("_", "-")
+        if info.kind == "choice":
+            p.add_argument(flag, dest=name, choices=info.choices, default=info.default, help=help_text)
+        else:
+            p.add_argument(flag, dest=name, type=_field_type(name), default=info.default, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,30 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--M", type=_positive_int, default=200, help="number of particles (default 200)")
     run.add_argument("--N", type=_positive_int, default=200, help="number of target samples (default 200)")
     run.add_argument("--dim", type=_positive_int, default=None, help="dimension for datasets that allow any")
-    _add_divergence_args(run)
-    run.add_argument("--dt", type=_float, default=0.5, help="time step Δt (default 0.5)")
-    run.add_argument("--steps", type=_positive_int, default=500, help="particle steps (default 500)")
-    run.add_argument(
-        "--inner-steps", type=_positive_int, default=3, help="discriminator steps m_max (default 3)"
-    )
-    run.add_argument("--lr", type=_float, default=1e-3, help="discriminator learning rate (default 1e-3)")
-    run.add_argument("--solver", choices=["euler", "heun"], default="euler")
-    run.add_argument("--lipschitz", choices=["spectral", "frobenius", "penalty", "none"], default="spectral")
+    _add_config_flags(run, "run")
     run.add_argument(
         "--numerics",
         choices=["paper", "authors"],
         default="paper",
         help="paper: spectral norm, trained ν (default); authors: their code's choices (Frobenius, He init, "
         "Adam reset, naive Donsker–Varadhan)",
-    )
-    run.add_argument("--record-every", type=_positive_int, default=1)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    run.add_argument(
-        "--engine",
-        choices=["auto", "eager", "compiled"],
-        default="auto",
-        help="compiled: Numba kernel (CPU, float32); eager: Torch operations; auto: compiled where possible",
     )
     run.add_argument(
         "--threads",
@@ -108,16 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     div = sub.add_parser("divergence", help="estimate D_f^{Γ_L}(P‖Q) between two samples")
     div.add_argument("p_file", type=Path)
     div.add_argument("q_file", type=Path)
-    _add_divergence_args(div)
-    div.add_argument("--seed", type=int, default=0)
+    _add_config_flags(div, "divergence")
+    div.add_argument(
+        "--exact",
+        action="store_true",
+        help="the supremum over all L-Lipschitz φ (a convex program over φ's values at the points, "
+        "certified by its dual) instead of a trained network's estimate; needs a finite --L",
+    )
+    div.add_argument(
+        "--exact-points",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --exact: at most N points of each sample, drawn with --seed (the program has M·N "
+        "constraints; about 500 + 500 points take seconds)",
+    )
     div.add_argument("--json", action="store_true")
+    from gpa_core.genes.pipeline import add_parser as add_integrate_parser
+
+    add_integrate_parser(sub)  # integrate: the latent page's pipeline (gpa_core.genes.pipeline)
     return parser
-
-
-def _add_divergence_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--f", choices=["kl", "alpha", "reverse_kl", "js"], default="kl", help="the f-divergence")
-    p.add_argument("--alpha", type=_float, default=2.0, help="α for --f alpha (α > 1)")
-    p.add_argument("--L", type=_lipschitz, default=1.0, help="Lipschitz bound, a number or inf")
 
 
 def _set_threads(points: int) -> None:
@@ -152,21 +170,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from gpa_core.engine.flow import GPAFlow
 
     try:
-        cfg = FlowConfig(
-            f=args.f,
-            alpha=args.alpha,
-            L=args.L,
-            dt=args.dt,
-            steps=args.steps,
-            inner_steps=args.inner_steps,
-            lr=args.lr,
-            solver=args.solver,
-            lipschitz=args.lipschitz,
-            record_every=args.record_every,
-            seed=args.seed,
-            device=args.device,
-            engine=args.engine,
-        )
+        cfg = FlowConfig(**{name: getattr(args, name) for name in cli_fields("run")})
         if args.numerics == "authors":
             cfg = authors_numerics(cfg)
     except ConfigError as exc:
@@ -254,9 +258,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _divergence(args: argparse.Namespace) -> dict[str, Any]:
-    from gpa_core.algorithm.estimate import divergence
     from gpa_core.data.points import read_points
+    from gpa_core.estimate import divergence
 
+    if args.exact_points is not None and not args.exact:
+        raise CLIError("--exact-points is for --exact")
     tables = []
     for path in (args.p_file, args.q_file):
         if not path.exists():
@@ -271,6 +277,8 @@ def _divergence(args: argparse.Namespace) -> dict[str, Any]:
     paths = (args.p_file, args.q_file)
     _print_notes([(str(path), note) for path, t in zip(paths, tables, strict=True) for note in t.notes])
     _set_threads(len(P) + len(Q))
+    if args.exact:
+        return _exact_divergence(P, Q, args)
     start = time.perf_counter()
     try:
         value = divergence(P, Q, f=args.f, L=args.L, alpha=args.alpha, seed=args.seed)
@@ -278,12 +286,43 @@ def _divergence(args: argparse.Namespace) -> dict[str, Any]:
         raise CLIError(str(exc)) from None
     return {
         "divergence": _json_float(value),
+        "method": "network",
         "f": args.f,
         "alpha": args.alpha if args.f == "alpha" else None,
         "L": "inf" if math.isinf(args.L) else args.L,
         "M": len(P),
         "N": len(Q),
         "seconds": time.perf_counter() - start,
+    }
+
+
+def _exact_divergence(P: np.ndarray, Q: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """``divergence --exact``: the convex program of :mod:`gpa_core.algorithm.exact` on the points
+    (or on ``--exact-points`` of each, drawn with ``--seed`` and ``--seed`` + 1)."""
+    from gpa_core.algorithm.exact import ExactSolveError, exact_divergence, subsample
+
+    given = (len(P), len(Q))
+    if args.exact_points is not None:
+        P = subsample(P, args.exact_points, seed=args.seed)
+        Q = subsample(Q, args.exact_points, seed=args.seed + 1)
+    try:
+        result = exact_divergence(P, Q, f=args.f, L=args.L, alpha=args.alpha)
+    except (ConfigError, ExactSolveError) as exc:
+        raise CLIError(str(exc)) from None
+    return {
+        "divergence": result.value,
+        "method": "exact",
+        "f": args.f,
+        "alpha": args.alpha if args.f == "alpha" else None,
+        "L": args.L,
+        "M": result.M,
+        "N": result.N,
+        "points_given": list(given),
+        "upper_bound": result.upper,
+        "gap": result.gap,
+        "solver": result.solver,
+        "constraints": result.constraints,
+        "seconds": result.seconds,
     }
 
 
@@ -294,6 +333,14 @@ def _json_float(x: float) -> float | None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "integrate":  # prints its own output
+            from gpa_core.genes.pipeline import UsageError
+            from gpa_core.genes.pipeline import main as integrate_main
+
+            try:
+                return integrate_main(args)
+            except UsageError as exc:
+                raise CLIError(str(exc)) from None
         result = _run(args) if args.command == "run" else _divergence(args)
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
