@@ -401,7 +401,17 @@ def test_distances_figure() -> None:
 
 
 def test_stopped_banner() -> None:
-    snap = _snapshot(steps=2, configs=CFG.replace(stop_divergence=1e6))
+    # any estimate is ≤ 1e6: the rule stops the run once its estimate has come down from its peak
+    rng = np.random.default_rng(1)
+    r = Runner(rng.normal(0, 0.5, (30, 2)), rng.normal(4, 0.5, (25, 2)), CFG.replace(stop_divergence=1e6))
+    try:
+        for _ in range(40):
+            r.step_once(25)
+            snap = r.wait_idle()
+            if snap.status == ("stopped",):
+                break
+    finally:
+        r.stop()
     assert snap.status == ("stopped",)
     kind, text = plots.banner(snap)
     assert kind == "success" and "D ≤ ε" in text and "augmented" in text
