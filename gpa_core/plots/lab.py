@@ -69,7 +69,7 @@ def exact_vs_network_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "
     exact, network, bound = _values(rows, "exact"), _values(rows, "network"), _values(rows, "bound")
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06,
-        subplot_titles=("D_f^{Γ_L}(P‖Q)", "network / exact"),
+        subplot_titles=("divergence D(P‖Q) over L", "network / exact"),
     )  # fmt: skip
     line = {"mode": "lines+markers"}
     if np.isfinite(bound).any():
