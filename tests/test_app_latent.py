@@ -121,9 +121,10 @@ def test_bad_uploads_show_errors_and_page_keeps_working() -> None:
     assert not at.exception and not at.error
 
 
-def _upload_mode() -> AppTest:
+def _data_mode(mode: str) -> AppTest:
+    """The page with its data choice ("upload" two files, "combined" one file) made."""
     at = _app()
-    at.radio(key="lat_data").set_value("upload")
+    at.radio(key="lat_data").set_value(mode)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -132,7 +133,7 @@ def _upload_mode() -> AppTest:
 def test_uploaders_are_capped_and_messages_name_real_controls() -> None:
     from gpa_core.genes.readers import PAGE_ORIENTATION
 
-    at = _upload_mode()
+    at = _data_mode("upload")
     for role in ("source", "target"):
         # the browser may send more than the readers take (200 MB, 5 MB), so that a file too large is
         # refused by the page with a message that replaces the last one
@@ -147,7 +148,7 @@ def test_study_cap_comes_from_the_environment(monkeypatch) -> None:
     import gzip
 
     monkeypatch.setenv("GPA_MAX_STUDY_MB", "1")
-    at = _upload_mode()
+    at = _data_mode("upload")
     assert at.file_uploader(key="lat_up_source").proto.max_upload_size_mb == 2 * 1
     big = b"id,S1,S2\n" + b"".join(b"g%d,1.25,2.5\n" % i for i in range(120_000))  # ~1.7 MB of text
     at.file_uploader(key="lat_up_source").set_value(("big.csv.gz", gzip.compress(big), "application/gzip"))
@@ -161,7 +162,7 @@ def test_study_cap_comes_from_the_environment(monkeypatch) -> None:
 
 
 def test_missing_values_choice_reaches_the_alignment() -> None:
-    at = _upload_mode()
+    at = _data_mode("upload")
     for role, name in (("source", "gse_a_series_matrix.txt"), ("target", "gse_b_series_matrix.txt.gz")):
         at.file_uploader(key=f"lat_up_{role}").set_value((name, (FIXTURES / name).read_bytes(), "text/plain"))
     at.run()
@@ -178,19 +179,11 @@ def _captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption]
 
 
-def _combined_mode() -> AppTest:
-    at = _app()
-    at.radio(key="lat_data").set_value("combined")
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_combined_file_and_sample_sheet_give_two_labelled_studies() -> None:
     from upload_corpus import combined_files
 
     expression, sheet = combined_files(per_batch=(14, 12), genes=60)
-    at = _combined_mode()
+    at = _data_mode("combined")
     assert at.radio(key="lat_data").value == "combined"
     at.file_uploader(key="lat_up_combined").set_value(("expression.csv.gz", expression, "application/gzip"))
     at.run()
@@ -253,7 +246,7 @@ REAL = Path("/work/shared/data/real_batches")
 @pytest.mark.skipif(not (REAL / "meta.csv").is_file(), reason="the shared real data are not here")
 def test_real_combined_files_as_downloaded() -> None:
     """The shared CellBench files (CEL-seq2 vs Drop-seq), uploaded as they are."""
-    at = _combined_mode()
+    at = _data_mode("combined")
     at.file_uploader(key="lat_up_combined").set_value(
         ("expression.csv.gz", (REAL / "expression.csv.gz").read_bytes(), "application/gzip")
     )
@@ -284,7 +277,7 @@ def test_linear_values_are_offered_a_log2_transform() -> None:
     from upload_corpus import latent_cases
 
     case = next(c for c in latent_cases() if c.name.startswith("linear values"))
-    at = _upload_mode()
+    at = _data_mode("upload")
     at.file_uploader(key="lat_up_source").set_value((case.filename, case.data, "text/plain"))
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -318,7 +311,7 @@ def test_golub_style_tables_and_label_files_upload_as_they_are() -> None:
     actual = b"patient,cancer\n" + b"".join(
         b"%d,%s\n" % (j, b"AML" if j % 3 == 0 else b"ALL") for j in range(1, 23)
     )
-    at = _upload_mode()
+    at = _data_mode("upload")
     at.file_uploader(key="lat_up_source").set_value(("data_set_ALL_AML_train.csv", train, "text/csv"))
     at.file_uploader(key="lat_up_target").set_value(("data_set_ALL_AML_independent.tsv", test, "text/plain"))
     for role in ("source", "target"):
@@ -341,7 +334,7 @@ def test_a_sample_sheet_as_label_file_offers_its_columns() -> None:
     from upload_corpus import latent_cases
 
     cases = {c.name: c for c in latent_cases()}
-    at = _upload_mode()
+    at = _data_mode("upload")
     at.file_uploader(key="lat_up_source").set_value(("study.tsv", cases["good table"].data, "text/plain"))
     sheet = cases["sample sheet (sample ID, batch, label)"]
     at.file_uploader(key="lat_lab_source").set_value((sheet.filename, sheet.data, "text/csv"))
@@ -361,7 +354,7 @@ def test_h5ad_upload_says_anndata_is_needed_when_it_is_missing(monkeypatch) -> N
     import sys
 
     monkeypatch.setitem(sys.modules, "anndata", None)
-    at = _combined_mode()
+    at = _data_mode("combined")
     at.file_uploader(key="lat_up_combined").set_value(
         ("cells.h5ad", b"\x89HDF\r\n\x1a\n" + bytes(512), "application/x-hdf5")
     )
@@ -385,7 +378,7 @@ def test_h5ad_obs_columns_choose_batch_and_label(tmp_path) -> None:
     obs = {"protocol": ["celseq"] * 12 + ["dropseq"] * 12, "cell_line": ["H1975", "H2228", "HCC827"] * 8}
     path = tmp_path / "cells.h5ad"
     write_h5ad(path, rng.gamma(2.0, 1.0, (24, 40)), obs, [f"g{j}" for j in range(40)], cells)
-    at = _combined_mode()
+    at = _data_mode("combined")
     at.file_uploader(key="lat_up_combined").set_value(("cells.h5ad", path.read_bytes(), "application/x-hdf5"))
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -401,7 +394,7 @@ def test_every_corpus_case_is_used_or_refused_on_the_page() -> None:
 
     cases = latent_cases()
     good = next(c for c in cases if c.name == "good table")
-    at = _upload_mode()
+    at = _data_mode("upload")
     for case in cases:
         if case.slot == "labels":
             at.file_uploader(key="lat_up_source").set_value((good.filename, good.data, "text/plain"))
