@@ -483,3 +483,93 @@ def check_batch(configs: Sequence[FlowConfig]) -> tuple[FlowConfig, ...]:
                     f"{', '.join(sorted(PER_MEMBER_FIELDS))})"
                 )
     return configs
+
+
+# ---------------------------------------------------------------------------------------------------
+# The rival flows' configuration (gpa_core.rivals): not GPA, for comparison on the same particles
+# ---------------------------------------------------------------------------------------------------
+
+RivalName = Literal["mmd", "sinkhorn"]
+Kernel = Literal["gaussian", "energy"]
+
+
+@dataclass(frozen=True)
+class RivalConfig:
+    """Configuration of one rival particle flow, stepped like GPA (Δt, Euler or Heun) from the same
+    particles: the MMD gradient flow (Arbel et al. 2019) with a Gaussian or energy kernel, or the
+    Sinkhorn-divergence flow (Feydy et al. 2019). ``width`` is the Gaussian kernel's σ (MMD) or the
+    blur (Sinkhorn, ε = blur²); None takes it from the data (:func:`gpa_core.rivals.flow.auto_width`).
+    The energy kernel has no width. Computed in float64 (the clouds are small)."""
+
+    flow: RivalName = field(default="mmd", metadata=about("the rival flow: mmd or sinkhorn"))
+    kernel: Kernel = field(default="gaussian", metadata=about(
+        "MMD's kernel: gaussian exp(−|x−y|²/2σ²) or energy −|x−y|", only_if=("flow", "mmd")
+    ))  # fmt: skip
+    width: float | None = field(default=None, metadata=about(
+        "Gaussian σ (MMD) or blur (Sinkhorn, ε = blur²); empty: from the data",
+        low=0.0, high=1e6, low_open=True,
+    ))  # fmt: skip
+    dt: float = field(default=0.5, metadata=about(
+        "time step Δt", label="Δt", low=0.0, high=1e3, low_open=True
+    ))  # fmt: skip
+    steps: int = field(default=500, metadata=about("particle steps", low=1, high=10_000_000))
+    solver: Solver = field(default="euler", metadata=about("Euler or Heun particle update"))
+    sinkhorn_iters: int = field(default=20, metadata=about(
+        "Sinkhorn sweeps per velocity (warm-started from the last step's potentials) before Newton "
+        "polishes the plan",
+        low=1, high=100_000, only_if=("flow", "sinkhorn"),
+    ))  # fmt: skip
+    device: Device = field(default="auto", metadata=about("where to compute"))
+
+    def __post_init__(self) -> None:
+        for name in ("dt", "width"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
+        for name, info in RIVAL_FIELDS.items():
+            if info.only_if is not None and getattr(self, info.only_if[0]) != info.only_if[1]:
+                continue
+            value = getattr(self, name)
+            if value is None and info.optional:
+                continue
+            if info.kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{name} must be a number; got {value!r}")
+            _check(info, value)
+
+    @property
+    def horizon(self) -> float:
+        """T = steps · Δt."""
+        return self.steps * self.dt
+
+    def replace(self, **changes: Any) -> RivalConfig:
+        """A copy with ``changes`` applied, validated like any new configuration."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values; :meth:`from_dict` reads them."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RivalConfig:
+        """A configuration from :meth:`to_dict`'s output (missing fields take their defaults); an unknown
+        field raises ConfigError naming it."""
+        unknown = sorted(set(data) - set(RIVAL_FIELDS))
+        if unknown:
+            raise ConfigError(
+                f"unknown rival-flow field(s): {', '.join(unknown)}; known: {', '.join(RIVAL_FIELDS)}"
+            )
+        return cls(**dict(data))
+
+    @property
+    def name(self) -> str:
+        """How legends name the flow: "MMD (Gaussian σ = 0.5)", "MMD (energy)", "Sinkhorn (blur 0.3)"."""
+        width = "" if self.width is None else f"{self.width:.3g}"
+        if self.flow == "sinkhorn":
+            return f"Sinkhorn (blur {width or 'auto'})"
+        if self.kernel == "energy":
+            return "MMD (energy)"
+        return f"MMD (Gaussian σ = {width or 'auto'})"
+
+
+RIVAL_FIELDS: Mapping[str, FieldInfo] = types.MappingProxyType(field_infos(RivalConfig))
+"""The FieldInfo of each RivalConfig field, as :data:`FIELDS` for FlowConfig."""

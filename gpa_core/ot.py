@@ -270,14 +270,14 @@ def _semidual(
     return value, grad, cond
 
 
-def _c_transform(g: np.ndarray, C: np.ndarray, eps: float, log_b: np.ndarray) -> np.ndarray:
+def c_transform(g: np.ndarray, C: np.ndarray, eps: float, log_b: np.ndarray) -> np.ndarray:
     """f_i = −ε log Σ_j b_j exp((g_j − C_ij)/ε), the potential on the larger side given g."""
     S = log_b[None, :] + (g[None, :] - C) / eps
     top = S.max(axis=1)
     return -eps * (np.log(np.exp(S - top[:, None]).sum(axis=1)) + top)
 
 
-def _newton(
+def semidual_newton(
     C: np.ndarray, eps: float, g: np.ndarray, tol: float, max_iter: int
 ) -> tuple[float, np.ndarray, float]:
     """Maximise the concave semi-dual by damped (Levenberg–Marquardt) Newton steps with an Armijo
@@ -352,8 +352,8 @@ def _entropic_ot(
         if not np.isfinite(g).all():
             raise OTConvergenceError(f"Sinkhorn produced non-finite potentials at ε = {eps:.3g}.")
         g = g - g.mean()
-        value, g, err = _newton(C, eps, g, tol if last else max(tol, 1e-3), max_iter)
-        f = _c_transform(g, C, eps, log_b)
+        value, g, err = semidual_newton(C, eps, g, tol if last else max(tol, 1e-3), max_iter)
+        f = c_transform(g, C, eps, log_b)
         if last:
             break
     if not err <= tol:
