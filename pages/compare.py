@@ -1,5 +1,6 @@
-"""Compare runs: up to 8 GPA runs on the same data and seed, differing in L, Δt, f, α, solver or Lipschitz
-mode, advanced together as one batched ensemble by the session's background Runner."""
+"""Compare runs: up to 8 runs on the same data and seed: GPA runs differing in L, Δt, f, α, solver or
+Lipschitz mode (advanced together as one batched ensemble), and rival flows (the MMD gradient flow and the
+Sinkhorn-divergence flow) stepped beside them from the same particles, in the session's background job."""
 
 from __future__ import annotations
 
@@ -11,17 +12,26 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gpa_core.config import ConfigError, FlowConfig, authors_numerics, parse_hidden, parse_lipschitz
+from gpa_core.config import (
+    ConfigError,
+    FlowConfig,
+    RivalConfig,
+    authors_numerics,
+    parse_hidden,
+    parse_lipschitz,
+)
 from gpa_core.data.presets import PresetError
-from gpa_core.engine.runner import Runner
 from gpa_core.plots import studies as plots
 from gpa_core.studies.batches import sample_pair, steps_for
 from gpa_core.studies.compare import (
     MAX_COMPARE,
+    CompareJob,
     ComparePreset,
     CompareRun,
+    CompareSnapshot,
     CompareSpec,
     MetricTracker,
+    RivalRun,
     compare_presets,
 )
 from ui.jobs import JobPage, number_table, open_in_playground
@@ -30,36 +40,89 @@ from ui.session import keep_widget_state
 F_CHOICES = ["kl", "alpha", "reverse_kl", "js"]
 SOLVERS = ["euler", "heun"]
 LIP_MODES = ["spectral", "frobenius", "penalty", "none"]
-#: This session's comparison: its Runner (the job), spec, metric tracker, rates and data.
+#: The runs table's flows: GPA, or a rival flow as (RivalConfig.flow, RivalConfig.kernel).
+FLOWS: dict[str, tuple[str, str] | None] = {
+    "GPA": None,
+    "MMD (Gaussian)": ("mmd", "gaussian"),
+    "MMD (energy)": ("mmd", "energy"),
+    "Sinkhorn": ("sinkhorn", "gaussian"),
+}
+#: This session's comparison: its CompareJob, spec, metric tracker, rates and data.
 JOB = JobPage("compare")
+#: What the Lessons page leaves for this page: {"preset": id} (load that preset and start it).
+REQUEST = "compare_request"
 #: Number formats of the outcome table's columns.
 TABLE_FORMATS = {
     "diverged at t": "%.4g",
     "t": "%.4g",
     "kinetic energy": "%.3e",
-    "divergence D": "%.3e",
+    "value": "%.3e",
     "W₂ to target": "%.4g",
     "Sinkhorn": "%.4g",
     "steps/s": "%.1f",
 }
 
 
+def _rival_flow(c: RivalConfig) -> str:
+    """The runs table's flow name of a rival configuration."""
+    return next(
+        name for name, kind in FLOWS.items() if kind == (c.flow, c.kernel if c.flow == "mmd" else "gaussian")
+    )
+
+
+def _gpa_row(label: str, c: FlowConfig) -> dict[str, Any]:
+    return {
+        "run": label, "flow": "GPA", "f": c.f, "α": c.alpha, "L": "inf" if math.isinf(c.L) else f"{c.L:g}",
+        "Δt": c.dt, "solver": c.solver, "Lipschitz": c.lipschitz, "width": None,
+    }  # fmt: skip
+
+
+def _rival_row(label: str, c: RivalConfig) -> dict[str, Any]:
+    return {
+        "run": label, "flow": _rival_flow(c), "f": None, "α": None, "L": None, "Δt": c.dt,
+        "solver": c.solver, "Lipschitz": None, "width": c.width,
+    }  # fmt: skip
+
+
 def _preset_frame(preset: ComparePreset) -> pd.DataFrame:
-    rows = []
-    for run in preset.runs:
-        c = run.config
-        rows.append(
-            {
-                "run": run.label,
-                "f": c.f,
-                "α": c.alpha,
-                "L": "inf" if math.isinf(c.L) else f"{c.L:g}",
-                "Δt": c.dt,
-                "solver": c.solver,
-                "Lipschitz": c.lipschitz,
-            }
-        )
+    rows = [_gpa_row(run.label, run.config) for run in preset.runs]
+    rows += [_rival_row(run.label, run.config) for run in preset.rivals]
     return pd.DataFrame(rows)
+
+
+def _with_rivals(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs table plus GPA at L = ∞ and the three rival flows (those it lacks), with the first
+    row's Δt and solver, up to MAX_COMPARE rows: "what does Lipschitz regularization buy?"."""
+    table = table.dropna(how="all").reset_index(drop=True)
+    records = table.to_dict("records")
+    first = records[0] if records else {}
+    dt = first.get("Δt") if not _empty(first.get("Δt")) else 0.5
+    solver = first.get("solver") or "euler"
+    flows = [str(r.get("flow") or "GPA") for r in records]
+    gpa_inf = any(
+        f == "GPA" and str(r.get("L", "")).strip().lower() in ("inf", "∞")
+        for f, r in zip(flows, records, strict=True)
+    )
+    extra: list[dict[str, Any]] = []
+    if not gpa_inf:
+        base = next((r for f, r in zip(flows, records, strict=True) if f == "GPA"), None)
+        row = _gpa_row("GPA L = ∞", FlowConfig(dt=float(dt), solver=solver, L=math.inf))
+        if base is not None:
+            row.update({k: base.get(k) for k in ("f", "α", "Lipschitz")}, L="inf")
+        extra.append(row)
+    for name in ("MMD (Gaussian)", "MMD (energy)", "Sinkhorn"):
+        if name not in flows:
+            kind = FLOWS[name]
+            assert kind is not None
+            extra.append(
+                _rival_row(name, RivalConfig(flow=kind[0], kernel=kind[1], dt=float(dt), solver=solver))
+            )
+    rows = (records + extra)[:MAX_COMPARE]
+    return pd.DataFrame(rows, columns=list(_preset_columns()))
+
+
+def _preset_columns() -> tuple[str, ...]:
+    return ("run", "flow", "f", "α", "L", "Δt", "solver", "Lipschitz", "width")
 
 
 def _presets() -> dict[str, ComparePreset]:
@@ -134,9 +197,14 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
-def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors: bool) -> list[CompareRun]:
-    """Rows of the runs table → CompareRuns; raises ValueError naming the row and column."""
+def _configs_from_table(
+    table: pd.DataFrame, base: FlowConfig, T: float, authors: bool
+) -> tuple[list[CompareRun], list[RivalRun]]:
+    """Rows of the runs table → the GPA runs and the rival flows; raises ValueError naming the row and
+    column. A rival row reads Δt, solver and width (empty: from the data); f, α, L and Lipschitz are
+    GPA's and ignored there."""
     runs: list[CompareRun] = []
+    rivals: list[RivalRun] = []
     table = table.dropna(how="all")
     if len(table) == 0:
         raise ValueError("add at least one run to the table")
@@ -145,12 +213,24 @@ def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors
     for i, row in enumerate(table.to_dict("records"), start=1):
         label = str(row.get("run") or f"run {i}")
         try:
-            if _empty(row.get("L")):
-                raise ValueError("L is empty: give a positive number or inf")
+            flow = str(row.get("flow") or "GPA")
+            if flow not in FLOWS:
+                raise ValueError(f"flow must be one of {', '.join(FLOWS)}; got {flow!r}")
             if _empty(row.get("Δt")):
                 raise ValueError("Δt is empty: give a positive time step")
-            L = parse_lipschitz(str(row["L"]))
             dt = float(row["Δt"])
+            solver = str(row.get("solver") or "euler")
+            kind = FLOWS[flow]
+            if kind is not None:
+                width = None if _empty(row.get("width")) or kind[1] == "energy" else float(row["width"])
+                rival = RivalConfig(
+                    flow=kind[0], kernel=kind[1], width=width, dt=dt, steps=steps_for(T, dt), solver=solver
+                )
+                rivals.append(RivalRun(label, rival))
+                continue
+            if _empty(row.get("L")):
+                raise ValueError("L is empty: give a positive number or inf")
+            L = parse_lipschitz(str(row["L"]))
             alpha = 2.0 if _empty(row.get("α")) else float(row["α"])
             cfg = base.replace(
                 f=str(row.get("f") or "kl"),
@@ -158,7 +238,7 @@ def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors
                 L=L,
                 dt=dt,
                 steps=steps_for(T, dt),
-                solver=str(row.get("solver") or "euler"),
+                solver=solver,
                 lipschitz=str(row.get("Lipschitz") or "spectral"),
             )
             if authors:
@@ -166,25 +246,45 @@ def _configs_from_table(table: pd.DataFrame, base: FlowConfig, T: float, authors
         except (ValueError, TypeError, ConfigError) as exc:
             raise ValueError(f"row {i} ({label}): {exc}") from exc
         runs.append(CompareRun(label, cfg))
-    return runs
+    return runs, rivals
 
 
 def _start(spec: CompareSpec) -> None:
     source, target = sample_pair(spec.source_spec, spec.target_spec, spec.M, spec.N, data_seed=spec.data_seed)
-    runner = Runner(source, target, spec.configs, grid=False, max_history=2000, idle_timeout=300.0)
+    job = CompareJob(spec, source, target)
     # what the playground needs to open one of the runs (the keywords of ui.query.playground_params)
     data = {
         "source": spec.source_spec, "target": spec.target_spec, "M": spec.M, "N": spec.N,
         "data_seed": spec.data_seed, "dim": int(source.shape[1]),
     }  # fmt: skip
     JOB.start(
-        runner,
+        job,
         spec=spec,
-        tracker=MetricTracker(len(spec.runs), spec.metrics, every=spec.metric_every),
-        sps=[math.nan] * len(spec.runs),
+        tracker=MetricTracker(len(spec.labels), spec.metrics, every=spec.metric_every),
+        sps=[math.nan] * len(spec.labels),
         started=time.monotonic(),
         data=data,
     )
+
+
+def _requested_start() -> None:
+    """A lesson's request (``st.session_state[REQUEST]``): load its preset and start it."""
+    request = st.session_state.pop(REQUEST, None)
+    if not request:
+        return
+    _init_state()
+    presets = _presets()
+    preset = presets.get(str(request.get("preset")))
+    if preset is None:
+        st.error(f"The lesson's comparison {request.get('preset')!r} is not among the presets.")
+        return
+    st.session_state["cmp_preset"] = preset.key
+    _apply_preset()
+    st.session_state["cmp_T"] = float(preset.T)
+    try:
+        _start(preset.spec)
+    except (ValueError, ConfigError) as exc:
+        st.error(f"Cannot start: {exc}")
 
 
 #: Widgets whose values survive a visit to another page (their defaults come from the preset).
@@ -214,19 +314,39 @@ def _controls() -> pd.DataFrame:
     c3.number_input("M", min_value=2, max_value=20000, step=50, key="cmp_M")
     c4.number_input("N", min_value=2, max_value=20000, step=50, key="cmp_N")
     c5.number_input("data seed", min_value=0, max_value=2**31 - 2, key="cmp_seed")
-    st.markdown("**Runs** (same data and seed; each row may change L, Δt, f, α, solver, Lipschitz mode)")
+    st.markdown(
+        "**Runs** (same data and seed; a GPA row may change L, Δt, f, α, solver, Lipschitz mode; a rival "
+        "row reads Δt, solver and width)"
+    )
     edited = st.data_editor(
         st.session_state["cmp_runs"],
         num_rows="dynamic",
         key=f"cmp_editor_{st.session_state.get('cmp_editor_version', 0)}",
         column_config={
             "run": st.column_config.TextColumn("run", help="A label for the run"),
-            "f": st.column_config.SelectboxColumn("f", options=F_CHOICES, required=True),
+            "flow": st.column_config.SelectboxColumn(
+                "flow",
+                options=list(FLOWS),
+                required=True,
+                help="GPA, or a rival flow: the MMD gradient flow (Gaussian or energy kernel) or the "
+                "Sinkhorn-divergence flow",
+            ),
+            "f": st.column_config.SelectboxColumn("f", options=F_CHOICES, help="GPA rows: the f-divergence"),
             "α": st.column_config.NumberColumn("α", min_value=1.001, max_value=1000.0, format="%.3g"),
             "L": st.column_config.TextColumn("L", help="a positive number or inf (no regularization)"),
             "Δt": st.column_config.NumberColumn("Δt", min_value=1e-6, max_value=1000.0, format="%.4g"),
             "solver": st.column_config.SelectboxColumn("solver", options=SOLVERS, required=True),
-            "Lipschitz": st.column_config.SelectboxColumn("Lipschitz", options=LIP_MODES, required=True),
+            "Lipschitz": st.column_config.SelectboxColumn(
+                "Lipschitz", options=LIP_MODES, help="GPA rows: how φ is kept L-Lipschitz"
+            ),
+            "width": st.column_config.NumberColumn(
+                "width",
+                min_value=1e-6,
+                max_value=1e6,
+                format="%.3g",
+                help="Rival flows: the Gaussian kernel's σ (MMD) or the blur (Sinkhorn, ε = blur²); empty: "
+                "from the data (median heuristic; a tenth of the clouds' radius)",
+            ),
         },
         width="stretch",
         hide_index=True,
@@ -266,7 +386,7 @@ def _spec_from_widgets(table: pd.DataFrame) -> CompareSpec:
     base = FlowConfig.from_dict(ss["cmp_base"]).replace(
         inner_steps=int(ss["cmp_inner"]), lr=float(ss["cmp_lr"]), hidden=hidden, dtype=ss["cmp_dtype"]
     )
-    runs = _configs_from_table(table, base, float(ss["cmp_T"]), ss["cmp_numerics"] == "authors")
+    runs, rivals = _configs_from_table(table, base, float(ss["cmp_T"]), ss["cmp_numerics"] == "authors")
     return CompareSpec(
         str(ss["cmp_source"]),
         str(ss["cmp_target"]),
@@ -276,74 +396,68 @@ def _spec_from_widgets(table: pd.DataFrame) -> CompareSpec:
         data_seed=int(ss["cmp_seed"]),
         metric_every=int(ss["cmp_metric_every"]),
         metrics=("w2", "sinkhorn") if ss.get("cmp_sinkhorn") else ("w2",),
+        rivals=tuple(rivals),
     )
 
 
-def _status(summary: Any, finished: bool) -> str:
-    """diverged / converged / reached T / running …"""
-    if summary.status in ("diverged", "converged"):
-        return str(summary.status)
-    return "reached T" if finished else "running …"
-
-
 def _outcome_table(
-    snap: Any, spec: CompareSpec, tracker: MetricTracker, holder: dict[str, Any]
+    snap: CompareSnapshot, spec: CompareSpec, tracker: MetricTracker, holder: dict[str, Any]
 ) -> pd.DataFrame:
     sps: list[float] = holder["sps"]
     elapsed = max(time.monotonic() - holder["started"], 1e-9)
     rows = []
-    for k, s in enumerate(snap.summary):
-        if not snap.finished[k] and snap.steps_per_second > 0:
-            sps[k] = snap.steps_per_second  # while running: the runner's measured rate
-        elif snap.finished[k] and not math.isfinite(sps[k]):
-            sps[k] = s.steps / elapsed  # finished before we saw it run: the average rate
+    for k, m in enumerate(snap.members):
+        if not m.finished and m.steps_per_second > 0:
+            sps[k] = m.steps_per_second  # while running: the measured rate
+        elif m.finished and not math.isfinite(sps[k]):
+            sps[k] = m.steps / elapsed  # finished before we saw it run: the average rate
         rows.append(
             {
-                "run": spec.runs[k].label,
-                "status": _status(s, snap.finished[k]),
-                "diverged at t": s.diverged_at,
-                "t": float(snap.t[k]),
-                "steps": s.steps,
-                "kinetic energy": s.kinetic_energy,
-                "divergence D": s.divergence,
+                "run": m.label,
+                "flow": m.flow,
+                "status": m.status,
+                "diverged at t": m.diverged_at,
+                "t": m.t,
+                "steps": m.steps,
+                "kinetic energy": m.kinetic_energy,
+                "objective": m.objective_name,
+                "value": m.objective,
                 "W₂ to target": tracker.latest(k, "w2"),
                 **({"Sinkhorn": tracker.latest(k, "sinkhorn")} if "sinkhorn" in spec.metrics else {}),
                 "steps/s": sps[k],
-                "why": s.reason,
+                "why": m.reason,
             }
         )
     return pd.DataFrame(rows)
 
 
-def _live_view(runner: Runner) -> bool:
-    """The state line, outcome table, particles and curves of the ensemble; True once it has stopped."""
+def _live_view(job: CompareJob) -> bool:
+    """The state line, outcome table, particles and curves of the comparison; True once it has stopped."""
     holder = JOB.holder
     spec: CompareSpec = holder["spec"]
     tracker: MetricTracker = holder["tracker"]
-    snap = runner.snapshot()
-    tracker.update(snap.n, snap.t, snap.particles, snap.target, snap.finished)
+    snap = job.snapshot()
+    tracker.update(snap.steps, snap.t, snap.particles, snap.target, snap.finished)
     done = sum(1 for f in snap.finished if f)
     st.caption(
-        f"state: **{snap.state}** · step {snap.n} · {done}/{snap.K} runs finished · "
-        f"{snap.steps_per_second:.1f} batched steps/s "
-        f"({snap.steps_per_second * snap.K:.0f} member-steps/s) · "
-        f"{snap.device}" + (f" · {snap.message}" if snap.message else "")
+        f"state: **{snap.state}** · {done}/{snap.K} runs finished"
+        + (f" · GPA on {snap.device}" if snap.device else "")
+        + (f" · {snap.message}" if snap.message else "")
     )
     if snap.error:
         st.error(f"The run failed: {snap.error}")
     number_table(_outcome_table(snap, spec, tracker, holder), TABLE_FORMATS)
-    _particles(snap, spec.labels)
+    _particles(snap)
     _curves(snap, spec, tracker)
     return snap.state in ("finished", "error", "stopped", "paused")
 
 
-def _particles(snap: Any, labels: list[str]) -> None:
+def _particles(snap: CompareSnapshot) -> None:
     """Every run's particles over the target, titled with its status."""
     zoom = st.session_state.get("cmp_zoom", False)
     titles = [
-        f"{lab} — {_status(s, snap.finished[k])}"
-        + (f" t={plots.fmt(s.diverged_at)}" if s.diverged_at is not None else "")
-        for k, (lab, s) in enumerate(zip(labels, snap.summary, strict=True))
+        f"{m.label} — {m.status}" + (f" t={plots.fmt(m.diverged_at)}" if m.diverged_at is not None else "")
+        for m in snap.members
     ]
     st.plotly_chart(
         plots.particle_grid(snap.particles, snap.target, titles, quantile=0.01 if zoom else 0.0),
@@ -352,24 +466,26 @@ def _particles(snap: Any, labels: list[str]) -> None:
     )
 
 
-def _curves(snap: Any, spec: CompareSpec, tracker: MetricTracker) -> None:
-    """Kinetic energy, divergence and W₂ of every run against physical time."""
-    labels = spec.labels
-    histories = [snap.history.member(k) for k in range(snap.K)]
+def _curves(snap: CompareSnapshot, spec: CompareSpec, tracker: MetricTracker) -> None:
+    """Kinetic energy, each flow's own objective and W₂ of every run against physical time."""
+    labels = snap.labels
+    histories = [dict(m.history) for m in snap.members]
+    diverged_at = [m.diverged_at for m in snap.members]
     log_x = bool(st.session_state.get("cmp_logx", False))
     c1, c2 = st.columns(2)
     c1.plotly_chart(
         plots.curves_figure(
-            histories, labels, "kinetic_energy", title="kinetic energy (3.3)", y_label="kinetic energy I",
-            log_x=log_x,
-            diverged_at=list(snap.diverged_at), uirevision="cmp_ke",
+            histories, labels, "kinetic_energy", title="kinetic energy: mean |velocity|² (3.3)",
+            y_label="kinetic energy I", log_x=log_x, diverged_at=diverged_at, uirevision="cmp_ke",
         ),
         key="cmp_ke",
     )  # fmt: skip
+    named = {"D_f^Γ": "GPA's divergence estimate D_f^Γ", "½MMD²": "½MMD²", "S_ε": "S_ε"}
+    names = [text for name, text in named.items() if any(m.objective_name == name for m in snap.members)]
     c2.plotly_chart(
         plots.curves_figure(
-            histories, labels, "divergence", title="divergence estimate D_f^{Γ_L} (positive values)",
-            y_label="D", log_x=log_x, diverged_at=list(snap.diverged_at), uirevision="cmp_div",
+            histories, labels, "objective", title=f"each flow's own objective: {', '.join(names)}",
+            y_label="objective", log_x=log_x, diverged_at=diverged_at, uirevision="cmp_div",
         ),
         key="cmp_div",
     )  # fmt: skip
@@ -384,34 +500,44 @@ def _curves(snap: Any, spec: CompareSpec, tracker: MetricTracker) -> None:
 
 
 def _buttons(table: pd.DataFrame) -> None:
-    """Start, Pause, Resume and the two view toggles."""
-    b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 2, 2])
+    """Start, Pause, Resume, Add the rival flows, and the two view toggles."""
+    b1, b2, b3, b4, b5, b6 = st.columns([1, 1, 1, 2, 2, 2])
     if b1.button("Start", type="primary", key="cmp_start"):
         try:
             _start(_spec_from_widgets(table))
         except (ValueError, ConfigError) as exc:
             st.error(f"Cannot start: {exc}")
-    runner: Runner | None = JOB.job
-    if b2.button("Pause", key="cmp_pause", disabled=runner is None):
-        assert runner is not None
-        runner.pause()
+    job: CompareJob | None = JOB.job
+    if b2.button("Pause", key="cmp_pause", disabled=job is None):
+        assert job is not None
+        job.pause()
         JOB.set_live(False)
-    if b3.button("Resume", key="cmp_resume", disabled=runner is None):
-        assert runner is not None
-        runner.play()
+    if b3.button("Resume", key="cmp_resume", disabled=job is None):
+        assert job is not None
+        job.play()
         JOB.set_live(True)
-    b4.toggle("log time axis", key="cmp_logx")
-    b5.toggle("zoom particles to the bulk (1–99 %)", key="cmp_zoom")
+    if b4.button(
+        "Add the rival flows",
+        key="cmp_add_rivals",
+        help="Adds GPA at L = ∞, the MMD flow (Gaussian kernel, σ by the median heuristic; energy "
+        "kernel) and the Sinkhorn-divergence flow (blur from the data), stepped with the first run's Δt "
+        "and solver from the same particles (up to 8 runs).",
+    ):
+        st.session_state["cmp_runs"] = _with_rivals(table)
+        st.session_state["cmp_editor_version"] = st.session_state.get("cmp_editor_version", 0) + 1
+        st.rerun()
+    b5.toggle("log time axis", key="cmp_logx")
+    b6.toggle("zoom particles to the bulk (1–99 %)", key="cmp_zoom")
 
 
 def _open_choice() -> None:
-    """Pick a run of the comparison and open it in the playground."""
+    """Pick a GPA run of the comparison and open it in the playground."""
     spec: CompareSpec | None = JOB.holder.get("spec")
-    if spec is None:
+    if spec is None or not spec.runs:
         return
     c1, c2 = st.columns([3, 1])
     k = c1.selectbox(
-        "Open a run in the playground", range(len(spec.runs)), format_func=lambda i: spec.runs[i].label,
+        "Open a GPA run in the playground", range(len(spec.runs)), format_func=lambda i: spec.runs[i].label,
         key="cmp_open_choice",
     )  # fmt: skip
     if c2.button("Open in playground", key="cmp_open"):
@@ -421,9 +547,11 @@ def _open_choice() -> None:
 def main() -> None:
     st.title("Compare runs")
     st.caption(
-        "Up to 8 runs on the same data and seed, advanced together as one batched ensemble. Curves are "
-        "plotted against physical time t = Σ Δt, so runs with different Δt line up."
+        "Up to 8 runs on the same data and seed: GPA runs advanced together as one batched ensemble, and "
+        "rival flows (MMD, Sinkhorn) stepped beside them from the same particles. Curves are plotted "
+        "against physical time t = Σ Δt, so runs with different Δt line up."
     )
+    _requested_start()
     table = _controls()
     _buttons(table)
     JOB.live(_live_view, idle="Choose a preset or edit the runs, then press **Start**.")

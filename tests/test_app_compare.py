@@ -195,3 +195,113 @@ def test_heavy_tails_page_tiny_sweep(numerics: list[str]) -> None:
     assert list(details["seed"]) == [0, 1]
     assert (details["exp limit"].round(1) == 88.7).all()
     assert len(_plotly(at)) == 2  # overflow gauge and divergence
+
+
+def _tiny(at: AppTest, T: float = 5.0) -> None:
+    at.number_input(key="cmp_M").set_value(30)
+    at.number_input(key="cmp_N").set_value(30)
+    at.number_input(key="cmp_T").set_value(T)
+    at.text_input(key="cmp_hidden").set_value("8,8")
+    at.number_input(key="cmp_metric_every").set_value(2)
+    at.run()
+
+
+def _finished(at: AppTest) -> bool:
+    return any("state: **finished**" in c.value for c in at.caption)
+
+
+def test_compare_page_runs_gpa_beside_the_rival_flows() -> None:
+    """The far-target preset: GPA at L = 1 and ∞ beside the MMD (narrow and median Gaussian, energy)
+    and Sinkhorn flows, all from the same particles with the same Δt; the narrow kernel's MMD flow
+    stalls far from the target while the Sinkhorn flow gets there."""
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60)
+    at.run()
+    at.selectbox(key="cmp_preset").set_value("rivals-far-target")
+    at.run()
+    runs = at.dataframe[0].value
+    assert list(runs["flow"]) == [
+        "GPA",
+        "GPA",
+        "MMD (Gaussian)",
+        "MMD (Gaussian)",
+        "MMD (energy)",
+        "Sinkhorn",
+    ]
+    assert runs["width"].iloc[2] == 0.5 and runs["width"].iloc[3:].isna().all()  # empty: from the data
+    _tiny(at, T=20.0)
+    at.button(key="cmp_start").click()
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    _poll(at, _finished)
+    table = at.dataframe[1].value
+    assert list(table["flow"]) == ["GPA", "GPA", "MMD", "MMD", "MMD", "Sinkhorn"]
+    assert list(table["objective"]) == ["D_f^Γ", "D_f^Γ", "½MMD²", "½MMD²", "½MMD²", "S_ε"]
+    assert (table["steps"] == 40).all()  # T = 20 with Δt = 0.5, every flow
+    assert table["W₂ to target"].notna().all() and (table["steps/s"] > 0).all()
+    narrow, sinkhorn = table.iloc[2], table.iloc[5]
+    assert narrow["status"] == "stalled" and "does not reach the target" in narrow["why"]
+    assert sinkhorn["W₂ to target"] < 0.1 * narrow["W₂ to target"]
+    charts = _plotly(at)
+    assert len(charts) == 4  # particles (6 panels), kinetic energy, objectives, W₂
+    assert at.selectbox(key="cmp_open_choice").options == ["GPA L = 1", "GPA L = ∞"]  # GPA runs only
+
+
+def test_compare_page_adds_the_rival_flows_and_refuses_a_bad_width() -> None:
+    """ "Add the rival flows" appends the three rival flows to the Fig. 2–3 L sweep (which has L = ∞
+    already) with its Δt; a negative width names its row; the edited comparison runs."""
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60)
+    at.run()
+    at.button(key="cmp_add_rivals").click()
+    at.run()
+    runs = at.session_state["cmp_runs"]
+    assert list(runs["run"]) == [
+        "L = 1",
+        "L = 10",
+        "L = 100",
+        "L = ∞",
+        "MMD (Gaussian)",
+        "MMD (energy)",
+        "Sinkhorn",
+    ]
+    assert (runs["Δt"] == 0.5).all()
+    assert list(at.dataframe[0].value["flow"])[-3:] == ["MMD (Gaussian)", "MMD (energy)", "Sinkhorn"]
+    bad = runs.copy()
+    bad.loc[6, "width"] = -1.0
+    at.session_state["cmp_runs"] = bad
+    at.session_state["cmp_editor_version"] = 77
+    _tiny(at, T=2.0)
+    at.button(key="cmp_start").click()
+    at.run()
+    errors = [e.value for e in at.error]
+    assert errors and "row 7 (Sinkhorn)" in errors[0] and "width" in errors[0]
+    at.session_state["cmp_runs"] = runs
+    at.session_state["cmp_editor_version"] = 78
+    at.run()
+    at.button(key="cmp_start").click()
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    _poll(at, _finished)
+    assert len(at.dataframe[1].value) == 7
+
+
+def test_compare_page_starts_a_lessons_request() -> None:
+    """The Lessons page leaves {"preset": id} under compare_request: the page loads that preset and
+    starts it without a press of Start."""
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60)
+    at.session_state["compare_request"] = {"preset": "rivals-four-wells"}
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="cmp_preset").value == "rivals-four-wells"
+    assert "compare_request" not in at.session_state
+    assert len(at.dataframe) == 2  # the runs table and the live outcome table of the started job
+    assert list(at.dataframe[1].value["flow"]) == ["GPA", "GPA", "MMD", "MMD", "Sinkhorn"]
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("state: **") for c in captions), captions  # the live view of a started job
+    at.button(key="cmp_pause").click()
+    at.run()
+    assert not at.exception
+    # an unknown preset is said, and nothing starts
+    other = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60)
+    other.session_state["compare_request"] = {"preset": "no-such-preset"}
+    other.run()
+    assert any("no-such-preset" in e.value for e in other.error)

@@ -11,8 +11,10 @@ A page names its job once, ``JOB = JobPage("stability")``, and then draws with i
   is live; :func:`job_progress` draws the progress bar (status, elapsed time, ETA) and a failure.
 * :func:`open_in_playground` — a run of a study, opened in the playground.
 
-A job is a :class:`~gpa_core.jobs.EnsembleJob` (stability, heavy tails, latent space) or a
-:class:`~gpa_core.engine.runner.Runner` (compare: a batched ensemble that plays).
+A job is a :class:`~gpa_core.jobs.EnsembleJob` (stability, heavy tails, latent space), a
+:class:`~gpa_core.engine.runner.Runner` (a batched ensemble that plays) or a
+:class:`~gpa_core.studies.compare.CompareJob` (compare: a GPA Runner and the rival flows, one
+play/pause/stop).
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from streamlit.errors import StreamlitAPIException
 from gpa_core.config import FlowConfig
 from gpa_core.engine.runner import Runner
 from gpa_core.jobs import EnsembleJob
+from gpa_core.studies.compare import CompareJob
 from ui.query import playground_params
 
 POLL_SECONDS = 0.5  # live views poll their job this often while it runs
 
-Job = EnsembleJob | Runner
+Job = EnsembleJob | Runner | CompareJob
 
 
 def stop_job(holder: dict[str, Any]) -> None:
-    """Stop the job a page keeps in its session holder, if any: cancel an EnsembleJob, stop a Runner."""
+    """Stop the job a page keeps in its session holder, if any: cancel an EnsembleJob, stop a Runner
+    (a CompareJob's cancel stops both of its threads)."""
     job = holder.get("job")
     if isinstance(job, Runner):
         job.stop(timeout=2.0)

@@ -13,8 +13,12 @@ A preset file holds::
       "config": {FlowConfig fields shared by all members},
       "members": [{"label": "L = 1", "L": 1}, {"label": "L = ∞", "L": "inf"}],   # optional
       "default_member": 0,
+      "rivals": [{"label": "MMD σ = 0.5", "flow": "mmd", "width": 0.5}],   # optional, compare page
       "image_shape": [8, 8]                     # optional: show points as images
     }
+
+``rivals`` are flows that are not GPA (RivalConfig fields: flow, kernel, width, …), run beside the
+members on the compare page; their Δt, steps and solver are the shared config's unless given.
 
 Members differ only in ``PER_MEMBER_FIELDS`` (f, α, L, Δt, seed, …); the playground runs one member
 at a time, the compare page all of them. Sources are sampled with ``data_seed`` and targets with
@@ -32,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gpa_core.config import ConfigError, FlowConfig, check_batch
+from gpa_core.config import ConfigError, FlowConfig, RivalConfig, check_batch
 from gpa_core.data.datasets import DatasetError, get_dataset, sample
 
 __all__ = [
@@ -63,6 +67,7 @@ _KEYS = {
     "members",
     "default_member",
     "image_shape",
+    "rivals",
 }
 
 
@@ -105,6 +110,7 @@ class Preset:
     members: tuple[tuple[str, FlowConfig], ...]
     default_member: int = 0
     image_shape: tuple[int, int] | None = None
+    rivals: tuple[tuple[str, RivalConfig], ...] = ()
 
     @property
     def configs(self) -> tuple[FlowConfig, ...]:
@@ -214,6 +220,7 @@ def parse_preset(data: Any, where: str = "preset") -> Preset:
     default = data.get("default_member", 0)
     if isinstance(default, bool) or not isinstance(default, int) or not 0 <= default < len(members):
         raise _fail(where, f"'default_member' must be in 0..{len(members) - 1}; got {default!r}")
+    rivals = _rivals(data.get("rivals", []), base, where)
     return Preset(
         id=pid,
         title=data["title"],
@@ -229,7 +236,26 @@ def parse_preset(data: Any, where: str = "preset") -> Preset:
         config=base,
         members=tuple(members),
         default_member=default,
+        rivals=rivals,
     )
+
+
+def _rivals(raw: Any, base: FlowConfig, where: str) -> tuple[tuple[str, RivalConfig], ...]:
+    """The preset's rival flows; Δt, steps and solver default to the shared configuration's."""
+    if not isinstance(raw, list) or not all(isinstance(r, Mapping) for r in raw):
+        raise _fail(where, "'rivals' must be a list of objects")
+    out = []
+    for i, r in enumerate(raw):
+        label = r.get("label", "")
+        if not isinstance(label, str):
+            raise _fail(where, f"rivals[{i}].label must be text")
+        shared = {"dt": base.dt, "steps": base.steps, "solver": base.solver}
+        try:
+            cfg = RivalConfig.from_dict({**shared, **{k: v for k, v in r.items() if k != "label"}})
+        except (ConfigError, TypeError) as exc:
+            raise _fail(where, f"rivals[{i}]: {exc}") from None
+        out.append((label or cfg.name, cfg))
+    return tuple(out)
 
 
 def _image_shape(shape: Any, where: str, dim: int) -> tuple[int, int] | None:

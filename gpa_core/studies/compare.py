@@ -1,19 +1,22 @@
-"""Side-by-side comparisons: a few runs on one data set, presets of the paper's figures, and distances
-to the target tracked along a live run."""
+"""Side-by-side comparisons: a few runs on one data set (GPA runs and rival flows: MMD, Sinkhorn),
+presets of the paper's figures, the live job that advances them, and distances to the target tracked
+along a live run."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gpa_core.config import ConfigError, FlowConfig
+from gpa_core.config import ConfigError, FlowConfig, RivalConfig
+from gpa_core.engine.runner import Runner
+from gpa_core.rivals.live import RivalRunner
 from gpa_core.studies.batches import EnsembleError
 from gpa_core.studies.outcome import quality
 
-MAX_COMPARE = 8  # at most 8 runs on the compare page
+MAX_COMPARE = 8  # at most 8 runs on the compare page (GPA runs and rival flows together)
 
 
 # ========================================================================================= compare
@@ -26,8 +29,17 @@ class CompareRun:
 
 
 @dataclass(frozen=True)
+class RivalRun:
+    """One rival flow of a comparison (not GPA): a label and its configuration."""
+
+    label: str
+    config: RivalConfig
+
+
+@dataclass(frozen=True)
 class CompareSpec:
-    """Up to 8 runs on the same data (source/target specs, M, N, data seed) advanced as one batch."""
+    """Up to 8 runs on the same data (source/target specs, M, N, data seed): GPA runs advanced as one
+    batch, and rival flows (``rivals``) stepped beside them from the same particles."""
 
     source_spec: str
     target_spec: str
@@ -37,10 +49,12 @@ class CompareSpec:
     data_seed: int = 0
     metric_every: int = 25  # particle steps between W₂ evaluations
     metrics: tuple[str, ...] = ("w2",)
+    rivals: tuple[RivalRun, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.runs) <= MAX_COMPARE:
-            raise EnsembleError(f"a comparison takes 1 to {MAX_COMPARE} runs; got {len(self.runs)}")
+        total = len(self.runs) + len(self.rivals)
+        if not 1 <= total <= MAX_COMPARE:
+            raise EnsembleError(f"a comparison takes 1 to {MAX_COMPARE} runs; got {total}")
         for name in ("M", "N"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 100_000:
@@ -51,20 +65,23 @@ class CompareSpec:
             or self.metric_every < 1
         ):
             raise EnsembleError(f"metric_every must be a whole number ≥ 1; got {self.metric_every!r}")
-        try:
-            from gpa_core.config import check_batch
+        if self.runs:
+            try:
+                from gpa_core.config import check_batch
 
-            check_batch([r.config for r in self.runs])
-        except ConfigError as exc:
-            raise EnsembleError(f"these runs cannot share one batch: {exc}") from exc
+                check_batch([r.config for r in self.runs])
+            except ConfigError as exc:
+                raise EnsembleError(f"these runs cannot share one batch: {exc}") from exc
 
     @property
     def configs(self) -> list[FlowConfig]:
+        """The GPA runs' configurations."""
         return [r.config for r in self.runs]
 
     @property
     def labels(self) -> list[str]:
-        return [r.label for r in self.runs]
+        """Every run's label: the GPA runs, then the rival flows (the order of a CompareSnapshot)."""
+        return [r.label for r in self.runs] + [r.label for r in self.rivals]
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,10 @@ class ComparePreset:
         return self.spec.runs
 
     @property
+    def rivals(self) -> tuple[RivalRun, ...]:
+        return self.spec.rivals
+
+    @property
     def base(self) -> FlowConfig:
         """The shared settings (the first run's configuration)."""
         return self.spec.runs[0].config
@@ -99,7 +120,7 @@ def compare_presets() -> dict[str, ComparePreset]:
 
     out: dict[str, ComparePreset] = {}
     for p in list_presets():
-        if not 2 <= len(p.members) <= MAX_COMPARE:
+        if not 2 <= len(p.members) + len(p.rivals) <= MAX_COMPARE:
             continue
         spec = CompareSpec(
             format_spec(p.source.name, p.source.params),
@@ -108,8 +129,9 @@ def compare_presets() -> dict[str, ComparePreset]:
             p.N,
             tuple(CompareRun(label, cfg) for label, cfg in p.members),
             data_seed=p.data_seed,
+            rivals=tuple(RivalRun(label, cfg) for label, cfg in p.rivals),
         )
-        T = max(c.horizon for c in p.configs)
+        T = max([c.horizon for c in p.configs] + [c.horizon for _, c in p.rivals])
         out[p.id] = ComparePreset(p.id, f"{p.paper}: {p.title}", p.notes, spec, T, dim=p.dim)
     return out
 
@@ -133,18 +155,21 @@ class MetricTracker:
 
     def update(
         self,
-        n: int,
+        steps: int | Sequence[int],
         times: Sequence[float],
         particles: np.ndarray,
         target: np.ndarray,
         finished: Sequence[bool] | None = None,
     ) -> list[int]:
-        """Measure the members that are due at step ``n``; returns their indices.
+        """Measure the members that are due; returns their indices.
 
-        ``particles`` (K, M, d), ``target`` (N, d) or (K, N, d), ``times`` (K,) physical times."""
+        ``steps`` the members' step counts (K,) or one count for all, ``particles`` (K, M, d),
+        ``target`` (N, d) or (K, N, d), ``times`` (K,) physical times."""
         done = finished if finished is not None else [False] * self.K
+        counts = [int(steps)] * self.K if np.ndim(steps) == 0 else [int(x) for x in steps]  # type: ignore[arg-type]
         measured = []
         for k in range(self.K):
+            n = counts[k]
             if self._closed[k]:
                 continue
             last_call = bool(done[k])
@@ -169,3 +194,178 @@ class MetricTracker:
         """Member ``k``'s latest value of ``metric`` (NaN before the first measurement)."""
         values = self.series[k].get(metric, [])
         return float(values[-1]) if values else math.nan
+
+
+# ====================================================================================== live job
+@dataclass(frozen=True)
+class MemberView:
+    """One run of a live comparison, GPA or rival, in the same plain terms: ``flow`` ("GPA", "MMD" or
+    "Sinkhorn"), a status text (running …, reached T, converged, stalled, stopped, diverged), time,
+    steps, the latest kinetic energy and the flow's own objective (``objective_name``: GPA's estimate
+    "D_f^Γ", "½MMD²" or "S_ε"), when it diverged and why, its steps per second, and its history
+    (``time``, ``kinetic_energy``, ``objective`` as 1-D arrays)."""
+
+    label: str
+    flow: str
+    status: str
+    t: float
+    steps: int
+    finished: bool
+    kinetic_energy: float
+    objective: float
+    objective_name: str
+    diverged_at: float | None
+    reason: str
+    steps_per_second: float
+    history: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CompareSnapshot:
+    """A live comparison, frozen: its runs (GPA first, then the rivals), their particles (K, M, d) over
+    the one target (N, d), the job's state and, for the GPA batch, device and message."""
+
+    state: str
+    members: tuple[MemberView, ...]
+    particles: np.ndarray
+    target: np.ndarray
+    device: str
+    message: str
+    error: str | None
+
+    @property
+    def K(self) -> int:
+        return len(self.members)
+
+    @property
+    def labels(self) -> list[str]:
+        return [m.label for m in self.members]
+
+    @property
+    def finished(self) -> list[bool]:
+        return [m.finished for m in self.members]
+
+    @property
+    def t(self) -> list[float]:
+        return [m.t for m in self.members]
+
+    @property
+    def steps(self) -> list[int]:
+        return [m.steps for m in self.members]
+
+
+def _status_text(status: str, finished: bool) -> str:
+    if status in ("diverged", "converged", "stopped", "stalled"):
+        return status
+    return "reached T" if finished else "running …"
+
+
+def _combined_state(states: Sequence[str]) -> str:
+    for state in ("error", "playing", "paused", "ready", "stopped"):
+        if state in states:
+            return state
+    return "finished"
+
+
+class CompareJob:
+    """The live job of a comparison: its GPA runs as one batched :class:`Runner` and its rival flows
+    as a :class:`RivalRunner`, from the same source particles toward the same target, with one
+    play / pause / stop and one :class:`CompareSnapshot`. Bad settings raise here, nothing runs."""
+
+    def __init__(self, spec: CompareSpec, source: np.ndarray, target: np.ndarray) -> None:
+        self.spec = spec
+        self.gpa = (
+            Runner(source, target, spec.configs, grid=False, max_history=2000, idle_timeout=300.0)
+            if spec.runs
+            else None
+        )
+        self.rivals = (
+            RivalRunner(source, target, [r.config for r in spec.rivals], [r.label for r in spec.rivals])
+            if spec.rivals
+            else None
+        )
+
+    def play(self) -> None:
+        for job in (self.gpa, self.rivals):
+            if job is not None:
+                job.play()
+
+    start = play
+
+    def pause(self) -> None:
+        for job in (self.gpa, self.rivals):
+            if job is not None:
+                job.pause()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop both threads (each waited for up to ``timeout`` s)."""
+        for job in (self.gpa, self.rivals):
+            if job is not None:
+                job.stop(timeout=timeout)
+
+    cancel = stop
+
+    @property
+    def done(self) -> bool:
+        gpa_done = self.gpa is None or self.gpa.snapshot().state in ("finished", "error", "stopped")
+        return gpa_done and (self.rivals is None or self.rivals.done)
+
+    def snapshot(self) -> CompareSnapshot:
+        members: list[MemberView] = []
+        clouds: list[np.ndarray] = []
+        states: list[str] = []
+        target: np.ndarray | None = None
+        device, message, errors = "", "", []
+        if self.gpa is not None:
+            snap = self.gpa.snapshot()
+            states.append(snap.state)
+            device, message = snap.device, snap.message
+            if snap.error:
+                errors.append(snap.error)
+            target = snap.target[0]
+            clouds.append(snap.particles)
+            for k, s in enumerate(snap.summary):
+                h = snap.history.member(k)
+                members.append(
+                    MemberView(
+                        label=self.spec.runs[k].label, flow="GPA",
+                        status=_status_text(s.status, bool(snap.finished[k])), t=float(snap.t[k]),
+                        steps=s.steps, finished=bool(snap.finished[k]), kinetic_energy=s.kinetic_energy,
+                        objective=s.divergence, objective_name="D_f^Γ", diverged_at=s.diverged_at,
+                        reason=s.reason, steps_per_second=snap.steps_per_second,
+                        history={"time": h["time"], "kinetic_energy": h["kinetic_energy"],
+                                 "objective": h["divergence"]},
+                    )
+                )  # fmt: skip
+        if self.rivals is not None:
+            rs = self.rivals.snapshot()
+            states.append(rs.state)
+            if rs.error:
+                errors.append(rs.error)
+            target = rs.target if target is None else target
+            clouds.append(rs.particles)
+            for j, s in enumerate(rs.summaries):
+                h = rs.histories[j]
+                members.append(
+                    MemberView(
+                        label=rs.labels[j], flow="Sinkhorn" if rs.configs[j].flow == "sinkhorn" else "MMD",
+                        status=_status_text(s.status, rs.finished[j]), t=s.t, steps=s.steps,
+                        finished=rs.finished[j], kinetic_energy=s.kinetic_energy, objective=s.objective,
+                        objective_name=s.objective_name, diverged_at=s.diverged_at, reason=s.reason,
+                        steps_per_second=rs.steps_per_second,
+                        history={"time": h["time"], "kinetic_energy": h["kinetic_energy"],
+                                 "objective": h["objective"]},
+                    )
+                )  # fmt: skip
+        assert target is not None
+        particles = np.concatenate([np.asarray(c, dtype=np.float64) for c in clouds])
+        particles.setflags(write=False)
+        return CompareSnapshot(
+            state=_combined_state(states),
+            members=tuple(members),
+            particles=particles,
+            target=target,
+            device=device,
+            message=message,
+            error="; ".join(errors) or None,
+        )
