@@ -25,13 +25,19 @@ def _run(at: AppTest) -> AppTest:
 
 
 def test_the_lessons_and_their_runs_are_valid() -> None:
+    from gpa_core.studies.compare import compare_presets
+
     assert 4 <= len(lessons.LESSONS) <= 6
     titles = [x.title for x in lessons.LESSONS]
     assert "L is a speed limit (CFL)" in titles and "Generated particles" in titles
-    assert not any("MMD" in t for t in titles)  # the rival flows (item 3) do not exist
+    assert "MMD vs Sinkhorn vs GPA" in titles
+    comparisons = compare_presets()
     for lesson in lessons.LESSONS:
         assert lesson.text and lesson.equation and lesson.question
-        assert bool(lesson.runs) != bool(lesson.page)  # a run to start, or a page to open
+        # a run to start, a comparison to start, or a page to open
+        assert bool(lesson.runs) + bool(lesson.comparisons) + bool(lesson.page) == 1
+        for _, preset in lesson.comparisons:
+            assert comparisons[preset].rivals and comparisons[preset].runs  # GPA beside the rival flows
         for run in lesson.runs:
             state = lessons.run_settings(run)
             playground_state.config_from_state(state)
@@ -56,6 +62,7 @@ def test_lessons_page_shows_every_lesson() -> None:
     assert len(at.get("latex")) == len(shown)
     labels = {b.label for b in at.button}
     assert all(run.label in labels for x in shown for run in x.runs)
+    assert all(label in labels for x in shown for label, _ in x.comparisons)
 
 
 @pytest.mark.parametrize(("lesson_id", "index"), RUNS)
@@ -101,5 +108,28 @@ def test_the_spectral_lesson_opens_the_divergence_lab() -> None:
         at.button(key="lesson:spectral:page").click()
         _run(at)
         assert at.title[0].value == "Divergence lab"
+    finally:
+        st.cache_resource.clear()
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_the_rivals_lesson_starts_its_comparison(index: int) -> None:
+    """Each button of "MMD vs Sinkhorn vs GPA" opens the compare page with its preset running."""
+    lesson = lessons.get_lesson("rivals")
+    _, preset = lesson.comparisons[index]
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    try:
+        _run(at)
+        at.switch_page("pages/lessons.py")
+        _run(at)
+        at.button(key=f"lesson:rivals:{index}").click()
+        _run(at)
+        assert at.title[0].value == "Compare runs"
+        assert at.selectbox(key="cmp_preset").value == preset
+        assert not at.error, [e.value for e in at.error]
+        outcome = at.dataframe[1].value  # the live table of the started comparison
+        assert {"GPA", "MMD", "Sinkhorn"} <= set(outcome["flow"])
+        at.button(key="cmp_pause").click()
+        _run(at)
     finally:
         st.cache_resource.clear()

@@ -5,7 +5,8 @@ them, and :func:`playground_request` builds what the playground reads from
 ``speed`` and ``play``; see pages/playground.py).
 
 A lesson's run is one of the paper's presets (``assets/presets``), one of its members, and a few
-changes to the playground's settings; or, for a lesson about another page, that page.
+changes to the playground's settings; or a comparison (a preset run on the compare page, GPA beside the
+rival flows); or, for a lesson about another page, that page.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from ui import playground_state
 
 #: The page a lesson about the exact divergence opens (written by another part of the app).
 DIVERGENCE_LAB = "pages/divergence_lab.py"
+#: The page a lesson's comparison opens, and the session-state key it reads (pages/compare.py).
+COMPARE = "pages/compare.py"
+COMPARE_REQUEST = "compare_request"
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Lesson:
     question: str
     runs: tuple[LessonRun, ...] = ()
     page: str | None = None  # a lesson about another page opens it instead of a run
+    #: buttons that open the compare page with a preset and start it: (label, preset id)
+    comparisons: tuple[tuple[str, str], ...] = ()
 
 
 LESSONS: tuple[Lesson, ...] = (
@@ -166,6 +172,33 @@ LESSONS: tuple[Lesson, ...] = (
         ),
         page=DIVERGENCE_LAB,
     ),
+    Lesson(
+        id="rivals",
+        title="MMD vs Sinkhorn vs GPA",
+        text=(
+            "Three ways to move particles toward a target, stepped with the same Δt from the same "
+            "particles. The MMD gradient flow (Arbel et al. 2019) follows the witness function of a "
+            "kernel k; with a Gaussian kernel of width σ its pull fades like exp(−r²/2σ²) with the "
+            "distance r, so a far target exerts no force and the particles only push one another apart. "
+            "The Sinkhorn-divergence flow (Feydy et al. 2019) moves each particle toward where an "
+            "entropic transport plan sends it. GPA moves along −∇φ of an L-Lipschitz φ: its speed is at "
+            "most L, and its pull does not fade with distance."
+        ),
+        equation=(
+            r"v_{\text{MMD}} = -\nabla_x\Big(\tfrac1M\sum_j k(x, Y^j) - \tfrac1N\sum_n k(x, X^n)\Big),"
+            r"\quad v_{S_\varepsilon} = T_{Q}(x) - T_{P}(x), \quad v_{\text{GPA}} = -\nabla\phi^{L,*}(x),"
+            r"\ |v_{\text{GPA}}| \le L"
+        ),
+        question=(
+            "In the W₂ figure, which flows reach the far target and which one stalls? Why is the kinetic "
+            "energy of MMD with σ = 0.5 tiny from the start? On the four wells, which flows fill all four, "
+            "and does GPA at L = ∞ settle?"
+        ),
+        comparisons=(
+            ("Compare on a far target", "rivals-far-target"),
+            ("Compare on the four wells", "rivals-four-wells"),
+        ),
+    ),
 )
 
 
@@ -174,6 +207,12 @@ def get_lesson(lesson_id: str) -> Lesson:
         if lesson.id == lesson_id:
             return lesson
     raise KeyError(f"no lesson {lesson_id!r}; known: {', '.join(x.id for x in LESSONS)}")
+
+
+def compare_request(preset_id: str) -> dict[str, str]:
+    """What the compare page reads from ``st.session_state[COMPARE_REQUEST]``: load the preset (a
+    comparison of :func:`gpa_core.studies.compare.compare_presets`) and start it."""
+    return {"preset": preset_id}
 
 
 def run_settings(run: LessonRun) -> dict[str, Any]:

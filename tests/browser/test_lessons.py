@@ -45,3 +45,45 @@ def test_a_lesson_button_starts_its_run(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lesson_generated_particles.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+# traces with points and the title of each Plotly chart, as plotly.js holds them after decoding
+_CHARTS = """
+() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => [
+  (g.layout && g.layout.title && g.layout.title.text) || '',
+  (g._fullData || []).filter(t => t.visible !== false && t.x && t.x.length > 0).length])
+"""
+
+
+def test_the_rivals_lesson_runs_gpa_beside_mmd_and_sinkhorn(
+    streamlit_server: str, browser_page: Any, wait_for_app: Callable[..., None]
+) -> None:
+    """ "MMD vs Sinkhorn vs GPA": the button opens the compare page with the far-target comparison
+    running; it finishes with six particle panels, a W₂ curve per run, and the narrow-kernel MMD
+    flow reported stalled."""
+    page = browser_page
+    page.goto(streamlit_server, timeout=90_000)
+    wait_for_app(page, timeout=120)
+    page.get_by_role("link", name=re.compile("Lessons")).first.click()
+    page.get_by_role("heading", name=re.compile("MMD vs Sinkhorn vs GPA")).first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Compare on a far target", exact=True).click()
+    page.get_by_role("heading", name="Compare runs").first.wait_for(timeout=60_000)
+    page.get_by_text("state: finished").wait_for(timeout=240_000)
+    deadline = time.monotonic() + 60
+    charts: list[list[Any]] = []
+    while time.monotonic() < deadline:
+        charts = page.evaluate(_CHARTS)
+        w2 = [n for title, n in charts if "W₂" in title]
+        if charts and charts[0][1] >= 12 and w2 and w2[0] >= 6:
+            break
+        page.wait_for_timeout(500)
+    assert charts and charts[0][1] >= 12, charts  # 6 panels × (target, particles)
+    by_title = {title: n for title, n in charts if title}
+    assert next(n for t, n in by_title.items() if "W₂" in t) >= 6, by_title
+    assert next(n for t, n in by_title.items() if "kinetic energy" in t) >= 6, by_title
+    assert next(n for t, n in by_title.items() if "own objective" in t) >= 6, by_title
+    assert page.get_by_text("stalled", exact=False).count() >= 1
+    page.wait_for_timeout(1500)  # let WebGL finish drawing
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lesson_rivals_far_target.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
