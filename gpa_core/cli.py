@@ -1,6 +1,8 @@
-"""``python -m gpa_core``: run a GPA flow or estimate a divergence from the command line.
+"""``python -m gpa_core``: run a GPA flow, a rival flow, or estimate a divergence from the command line.
 
     python -m gpa_core run --source gaussian:std=0.5 --target mixture:std=0.5 --L 1 --steps 500 --json
+    python -m gpa_core rival --source gaussian:std=0.5 --target mixture:std=0.5 --flow mmd --json
+    python -m gpa_core rival --source gaussian:std=0.5 --target mixture:std=0.5 --flow sinkhorn --width 0.3
     python -m gpa_core divergence P.csv Q.csv --f alpha --alpha 2 --json
     python -m gpa_core divergence P.csv Q.csv --exact --L 1 --json   # over all L-Lipschitz φ
     python -m gpa_core integrate SOURCE TARGET --method gpa,combat --json
@@ -24,8 +26,10 @@ import numpy as np
 
 from gpa_core.config import (
     FIELDS,
+    RIVAL_FIELDS,
     ConfigError,
     FlowConfig,
+    RivalConfig,
     authors_numerics,
     cli_fields,
     field_from_text,
@@ -33,6 +37,7 @@ from gpa_core.config import (
 )
 
 EXIT_USAGE = 2
+SMALL_POINTS = 4000  # M + N below this: one Torch thread
 
 
 class CLIError(Exception):
@@ -83,6 +88,66 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
             p.add_argument(flag, dest=name, type=_field_type(name), default=info.default, help=help_text)
 
 
+def _rival_text(value: Any) -> str:
+    """A RivalConfig value as a flag's text: ``none`` for None (from the data), numbers as Python writes
+    them."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _rival_field_type(name: str) -> Any:
+    """The argparse type of a RivalConfig field's flag: a whole number (one that must be at least 1 is
+    said so at once), a number, true/false or text; an optional field also takes ``none``, ``auto`` or
+    an empty string (None: from the data). Ranges are checked by RivalConfig, naming the field."""
+    info = RIVAL_FIELDS[name]
+    if info.kind == "int" and info.low == 1 and not info.optional:
+        return _positive_int
+
+    def parse(text: str) -> Any:
+        raw = str(text)
+        text = raw.strip()
+        if info.optional and text.lower() in ("", "none", "auto"):
+            return None
+        if info.kind == "int":
+            try:
+                return int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{name} must be a whole number; got {raw!r}") from None
+        if info.kind == "float":
+            try:
+                return float(text)
+            except ValueError:
+                extra = " or none (from the data)" if info.optional else ""
+                raise argparse.ArgumentTypeError(f"{name} must be a number{extra}; got {raw!r}") from None
+        if info.kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise argparse.ArgumentTypeError(f"{name} must be true or false; got {raw!r}")
+            return text.lower() in ("true", "1")
+        return raw
+
+    return parse
+
+
+def _add_rival_flags(p: argparse.ArgumentParser) -> None:
+    """A flag for every RivalConfig field (``--sinkhorn-iters`` for sinkhorn_iters), with the field's
+    default, help and choices: a field added to RivalConfig gets a flag."""
+    for name, info in RIVAL_FIELDS.items():
+        help_text = info.help
+        if info.only_if is not None:
+            help_text += f"; read only with --{info.only_if[0].replace('_', '-')} {info.only_if[1]}"
+        help_text += f" (default {_rival_text(info.default)})"
+        flag = "--" + name.replace("_", "-")
+        if info.kind == "choice":
+            p.add_argument(flag, dest=name, choices=info.choices, default=info.default, help=help_text)
+        else:
+            p.add_argument(
+                flag, dest=name, type=_rival_field_type(name), default=info.default, help=help_text
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m gpa_core", description="Lipschitz-regularized generative particle flows (GPA)."
@@ -113,6 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     run.add_argument("--save", type=Path, default=None, help="write an .npz with the history and particles")
 
+    rival = sub.add_parser(
+        "rival", help="transport source particles to a target sample by a rival flow (MMD or Sinkhorn)"
+    )
+    rival.add_argument("--source", required=True, help="SPEC: name[:key=value,...] or file:PATH")
+    rival.add_argument("--target", required=True, help="SPEC: name[:key=value,...] or file:PATH")
+    rival.add_argument("--M", type=_positive_int, default=200, help="number of particles (default 200)")
+    rival.add_argument("--N", type=_positive_int, default=200, help="number of target samples (default 200)")
+    rival.add_argument(
+        "--dim", type=_positive_int, default=None, help="dimension for datasets that allow any"
+    )
+    _add_rival_flags(rival)
+    if "seed" not in RIVAL_FIELDS:
+        rival.add_argument(
+            "--seed",
+            type=_field_type("seed"),
+            default=0,
+            help="seed of the data: the source is drawn with it, the target with it + 1 (default 0)",
+        )
+    rival.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    rival.add_argument("--save", type=Path, default=None, help="write an .npz with the history and particles")
+
     div = sub.add_parser("divergence", help="estimate D_f^{Γ_L}(P‖Q) between two samples")
     div.add_argument("p_file", type=Path)
     div.add_argument("q_file", type=Path)
@@ -141,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _set_threads(points: int) -> None:
     import torch
 
-    if points < 4000:  # small steps are dominated by per-op overhead: one thread avoids contention
+    if points < SMALL_POINTS:  # small steps are dominated by per-op overhead: one thread avoids contention
         torch.set_num_threads(1)
 
 
@@ -165,8 +251,6 @@ def _print_notes(notes: Sequence[tuple[str, object]]) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from gpa_core.data.datasets import DatasetError, sample_spec, spec_notes
-    from gpa_core.data.points import check_precision, check_source
     from gpa_core.engine.flow import GPAFlow
 
     try:
@@ -175,23 +259,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             cfg = authors_numerics(cfg)
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
-    try:
-        source = sample_spec(args.source, args.M, seed=args.seed, dim=args.dim)
-        target = sample_spec(args.target, args.N, seed=args.seed + 1, dim=args.dim)
-        check_source(source, f"--source {args.source}")
-        check_precision(source, cfg.dtype, f"--source {args.source}")
-        check_precision(target, cfg.dtype, f"--target {args.target}")
-        notes = [
-            (f"--{side} {spec}", note)
-            for side, spec in (("source", args.source), ("target", args.target))
-            for note in spec_notes(spec)
-        ]
-    except (DatasetError, ValueError, OSError) as exc:
-        raise CLIError(str(exc)) from None
-    if source.shape[1] != target.shape[1]:
-        raise CLIError(
-            f"source and target dimensions differ: {source.shape[1]} vs {target.shape[1]} (use --dim)"
-        )
+    source, target, notes = _samples(args, cfg.dtype)
     _print_notes(notes)  # only once the run is going ahead: an error stays one line
     _set_threads(len(source) + len(target))
     _compile_kernel_first(cfg)
@@ -250,6 +318,110 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 final_particles=frames[-1],
                 target=flow.target()[0],
                 config=np.array(cfg.to_json()),
+            )
+        except OSError as exc:
+            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+        result["saved"] = str(path)
+    return result
+
+
+def _samples(args: argparse.Namespace, dtype: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, object]]]:
+    """The source (``--seed``) and target (``--seed`` + 1) of ``run`` and ``rival``, and what reading
+    their files noticed; CLIError on a bad spec or mismatched dimensions."""
+    from gpa_core.data.datasets import DatasetError, sample_spec, spec_notes
+    from gpa_core.data.points import check_precision, check_source
+
+    try:
+        source = sample_spec(args.source, args.M, seed=args.seed, dim=args.dim)
+        target = sample_spec(args.target, args.N, seed=args.seed + 1, dim=args.dim)
+        check_source(source, f"--source {args.source}")
+        check_precision(source, dtype, f"--source {args.source}")
+        check_precision(target, dtype, f"--target {args.target}")
+        notes: list[tuple[str, object]] = [
+            (f"--{side} {spec}", note)
+            for side, spec in (("source", args.source), ("target", args.target))
+            for note in spec_notes(spec)
+        ]
+    except (DatasetError, ValueError, OSError) as exc:
+        raise CLIError(str(exc)) from None
+    if source.shape[1] != target.shape[1]:
+        raise CLIError(
+            f"source and target dimensions differ: {source.shape[1]} vs {target.shape[1]} (use --dim)"
+        )
+    return source, target, notes
+
+
+def _rival(args: argparse.Namespace) -> dict[str, Any]:
+    """``rival``: one MMD or Sinkhorn-divergence flow (:class:`~gpa_core.rivals.flow.RivalFlow`) from
+    the source particles toward the target sample, reported like ``run``."""
+    from gpa_core.ot import wasserstein2
+    from gpa_core.rivals.flow import RivalFlow
+
+    try:
+        cfg = RivalConfig(**{name: getattr(args, name) for name in RIVAL_FIELDS})
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from None
+    source, target, notes = _samples(args, "float64")  # the rival flows compute in float64
+    for name, info in RIVAL_FIELDS.items():  # a flag the chosen flow does not read
+        if info.only_if is None or getattr(cfg, info.only_if[0]) == info.only_if[1]:
+            continue
+        if getattr(cfg, name) != info.default:
+            flag, other = "--" + name.replace("_", "-"), "--" + info.only_if[0].replace("_", "-")
+            note = f"ignored: read only with {other} {info.only_if[1]}"
+            notes.append((f"{flag} {_rival_text(getattr(cfg, name))}", note))
+    _print_notes(notes)  # only once the run is going ahead: an error stays one line
+    _set_threads(len(source) + len(target))
+    try:
+        flow = RivalFlow(source, target, cfg)
+    except (ConfigError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    frames = [flow.particles()] if args.save else []  # Y_n at each recorded step n
+    start = time.perf_counter()
+    last_report = start
+    while not flow.finished():
+        stepped = flow.step(1)  # a call costs no more than its steps: the loop over steps is Python's
+        if args.save and stepped:
+            frames.append(flow.particles())
+        now = time.perf_counter()
+        if now - last_report > 2.0:
+            print(f"step {flow.n}/{cfg.steps}  t = {flow.t:.4g}", file=sys.stderr)
+            last_report = now
+    seconds = time.perf_counter() - start
+    s = flow.summary()
+    final = flow.particles()
+    result = {
+        "status": s.status,
+        "diverged_at": s.diverged_at,
+        "reason": s.reason or None,
+        "steps": s.steps,
+        "t": s.t,
+        "kinetic_energy": _json_float(s.kinetic_energy),
+        "objective": _json_float(s.objective),
+        "objective_name": s.objective_name,
+        "width": flow.width,
+        "marginal_error": _json_float(s.marginal_error),
+        "max_speed": _json_float(s.max_speed),
+        "w2": _json_float(wasserstein2(final, target)),
+        "seconds": seconds,
+        "steps_per_second": s.steps / seconds if seconds > 0 else None,
+        "device": str(flow.device),
+        "M": flow.M,
+        "N": len(target),
+        "d": int(target.shape[1]),
+        "config": cfg.to_dict(),
+    }
+    if args.save:
+        h = flow.history_arrays()
+        path = args.save if args.save.suffix == ".npz" else args.save.with_suffix(".npz")
+        rows = len(h["step"])
+        try:
+            np.savez_compressed(
+                path,
+                **h,  # step, time, kinetic_energy, objective, max_speed, marginal_error
+                particles=np.stack(frames[:rows]).astype(np.float32),  # Y_n at each recorded step n
+                final_particles=final,
+                target=target,
+                config=np.array(json.dumps(cfg.to_dict(), indent=2, sort_keys=True)),
             )
         except OSError as exc:
             raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -341,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return integrate_main(args)
             except UsageError as exc:
                 raise CLIError(str(exc)) from None
-        result = _run(args) if args.command == "run" else _divergence(args)
+        commands = {"run": _run, "rival": _rival, "divergence": _divergence}
+        result = commands[args.command](args)
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -61,7 +61,9 @@ def _thin(history: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
 
 class RivalRunner:
     """The rival flows of ``configs`` from ``source`` (M, d) toward ``target`` (N, d), stepped in a
-    daemon thread (a :class:`~gpa_core.jobs.EnsembleJob`) in chunks of about :data:`CHUNK_SECONDS`."""
+    daemon thread (a :class:`~gpa_core.jobs.EnsembleJob`) in chunks of about :data:`CHUNK_SECONDS`.
+    Like the GPA Runner, it pauses itself when nobody has asked for a snapshot for ``idle_timeout``
+    seconds (a closed browser tab does not keep a core busy); :meth:`play` resumes."""
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class RivalRunner:
         labels: Sequence[str] | None = None,
         *,
         max_history: int = 2000,
+        idle_timeout: float = 300.0,
     ) -> None:
         configs = tuple(configs)
         if not configs:
@@ -81,6 +84,8 @@ class RivalRunner:
         self.flows = [RivalFlow(source, target, c) for c in configs]
         self.configs = configs
         self.max_history = int(max_history)
+        self.idle_timeout = float(idle_timeout)
+        self._last_poll = time.monotonic()
         self._target = np.array(target, dtype=np.float64)
         self._target.setflags(write=False)
         self._playing = threading.Event()
@@ -93,6 +98,7 @@ class RivalRunner:
     # -- commands -----------------------------------------------------------------------------
     def play(self) -> None:
         """Run (or resume) the flows in the background."""
+        self._last_poll = time.monotonic()
         self._playing.set()
         if self._job.started_at is None:
             self._job.start()
@@ -122,6 +128,7 @@ class RivalRunner:
 
     def snapshot(self) -> RivalSnapshot:
         """The latest snapshot, with the state of the thread (a failure's message in ``error``)."""
+        self._last_poll = time.monotonic()
         with self._lock:
             snap = self._snapshot
         job = self._job
@@ -138,6 +145,10 @@ class RivalRunner:
         chunk = 1
         total = sum(f.config.steps for f in self.flows)
         while not all(f.finished() for f in self.flows):
+            if time.monotonic() - self._last_poll > self.idle_timeout:
+                self._playing.clear()  # nobody is watching: pause (play resumes)
+                self._state = "paused"
+                self._publish()
             while not self._playing.wait(0.1):
                 control.check()
             control.check()

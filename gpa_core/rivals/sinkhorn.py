@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gpa_core.ot import semidual_newton
+from gpa_core.ot import one_blas_thread, semidual_newton
 
 TOL = 1e-6  # stop the sweeps once the plan's marginal error ‖a − π1‖₁ is at most this
 NEWTON_STEPS = 50  # at most this many Newton steps after the sweeps
@@ -86,7 +86,8 @@ def cross_potentials(
     assert f is not None
     if err > TOL:
         Cn = C.detach().cpu().numpy()
-        _, g_np, _ = semidual_newton(Cn, eps, g.detach().cpu().numpy(), TOL, NEWTON_STEPS)
+        with one_blas_thread():  # a small dense problem: many BLAS threads only contend (10–30× slower)
+            _, g_np, _ = semidual_newton(Cn, eps, g.detach().cpu().numpy(), TOL, NEWTON_STEPS)
         g = torch.as_tensor(g_np, dtype=C.dtype, device=C.device)
         f = softmin(C, g, log_b, eps)  # rows exact; the error is the columns'
         err = _marginal_error(g, softmin(C.T, f, log_a, eps), eps)
