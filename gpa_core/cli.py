@@ -250,6 +250,16 @@ def _print_notes(notes: Sequence[tuple[str, object]]) -> None:
         print(f"note: {where}: {note}", file=sys.stderr)
 
 
+def _progress(last_report: float, n: int, steps: int, t: float) -> float:
+    """Print ``step n/steps  t = …`` on stderr if the last report is over 2 s old; the time of the last
+    report."""
+    now = time.perf_counter()
+    if now - last_report <= 2.0:
+        return last_report
+    print(f"step {n}/{steps}  t = {t:.4g}", file=sys.stderr)
+    return now
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     from gpa_core.engine.flow import GPAFlow
 
@@ -279,10 +289,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         flow.step(chunk)
         if args.save:
             frames.append(flow.particles()[0])
-        now = time.perf_counter()
-        if now - last_report > 2.0:
-            print(f"step {flow.n}/{cfg.steps}  t = {float(flow.t[0]):.4g}", file=sys.stderr)
-            last_report = now
+        last_report = _progress(last_report, flow.n, cfg.steps, float(flow.t[0]))
     seconds = time.perf_counter() - start
     s = flow.summary()[0]
     result = {
@@ -382,10 +389,7 @@ def _rival(args: argparse.Namespace) -> dict[str, Any]:
         stepped = flow.step(1)  # a call costs no more than its steps: the loop over steps is Python's
         if args.save and stepped:
             frames.append(flow.particles())
-        now = time.perf_counter()
-        if now - last_report > 2.0:
-            print(f"step {flow.n}/{cfg.steps}  t = {flow.t:.4g}", file=sys.stderr)
-            last_report = now
+        last_report = _progress(last_report, flow.n, cfg.steps, flow.t)
     seconds = time.perf_counter() - start
     s = flow.summary()
     final = flow.particles()

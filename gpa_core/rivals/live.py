@@ -89,6 +89,7 @@ class RivalRunner:
         self._target = np.array(target, dtype=np.float64)
         self._target.setflags(write=False)
         self._playing = threading.Event()
+        self._stopped = False
         self._lock = threading.Lock()
         self._sps = 0.0
         self._state = "ready"
@@ -97,10 +98,10 @@ class RivalRunner:
 
     # -- commands -----------------------------------------------------------------------------
     def play(self) -> None:
-        """Run (or resume) the flows in the background."""
+        """Run (or resume) the flows in the background (not after :meth:`stop`)."""
         self._last_poll = time.monotonic()
         self._playing.set()
-        if self._job.started_at is None:
+        if self._job.started_at is None and not self._stopped:
             self._job.start()
 
     start = play
@@ -110,7 +111,9 @@ class RivalRunner:
         self._playing.clear()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread (waits up to ``timeout`` s); the last snapshot stays readable."""
+        """Stop the thread (waits up to ``timeout`` s); the last snapshot stays readable. Stopped before
+        it ever played, it says "stopped" and is done (there is no thread to end)."""
+        self._stopped = True
         self._job.cancel()
         self._playing.set()
         self._job.join(timeout)
@@ -119,8 +122,8 @@ class RivalRunner:
 
     @property
     def done(self) -> bool:
-        """Whether the thread has ended (finished, stopped or failed)."""
-        return self._job.done
+        """Whether the thread has ended (finished, stopped or failed), or was stopped before it began."""
+        return self._job.done or (self._stopped and self._job.started_at is None)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread (at most ``timeout`` s); whether it has ended."""
@@ -134,7 +137,7 @@ class RivalRunner:
         job = self._job
         if job.error is not None:
             return replace(snap, state="error", error=f"{type(job.error).__name__}: {job.error}")
-        if job.done and job.cancelled and snap.state != "finished":
+        if (job.done or self.done) and job.cancelled and snap.state != "finished":
             return replace(snap, state="stopped")
         if snap.state in ("playing", "paused") and not self._playing.is_set() and not job.done:
             return replace(snap, state="paused")

@@ -32,9 +32,9 @@ STAGE_SWEEPS = 20  # sweeps per ε stage of a cold start (blur halves per stage)
 
 
 def half_squared_distances(A: Tensor, B: Tensor) -> Tensor:
-    """C_ij = ½|a_i − b_j|² (len(A), len(B)), clamped at 0 against rounding."""
-    sq = (A * A).sum(1, keepdim=True) - 2.0 * A @ B.T + (B * B).sum(1)
-    return 0.5 * sq.clamp_min(0.0)
+    """C_ij = ½|a_i − b_j|² (len(A), len(B)), from the differences (accurate for close pairs far from
+    the origin, exactly 0 on coincident points)."""
+    return 0.5 * torch.cdist(A, B, compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
 def softmin(C: Tensor, h: Tensor, log_w: Tensor, eps: float) -> Tensor:
@@ -57,6 +57,18 @@ def _schedule(C_max: float, eps: float) -> list[float]:
     return [*out, eps]
 
 
+def _log_uniform(n: int, like: Tensor) -> Tensor:
+    """log(1/n) n times: the log-weights of a uniform cloud, on ``like``'s dtype and device."""
+    return torch.full((n,), -math.log(n), dtype=like.dtype, device=like.device)
+
+
+def _warm_start(C: Tensor, eps: float, h: Tensor | None, n: int) -> tuple[list[float], Tensor]:
+    """The ε stages and the starting potential: just ``eps`` from a warm ``h``; from zeros, annealed."""
+    if h is not None:
+        return [eps], h
+    return _schedule(float(C.max()), eps), torch.zeros(n, dtype=C.dtype, device=C.device)
+
+
 def cross_potentials(
     C: Tensor, eps: float, f: Tensor | None, g: Tensor | None, sweeps: int
 ) -> tuple[Tensor, Tensor, float]:
@@ -67,11 +79,8 @@ def cross_potentials(
     hundreds, Newton converges in a few steps from a warm start (each O(N³)). Returns f, g and the
     final marginal error."""
     M, N = C.shape
-    log_a = torch.full((M,), -math.log(M), dtype=C.dtype, device=C.device)
-    log_b = torch.full((N,), -math.log(N), dtype=C.dtype, device=C.device)
-    stages = [eps] if g is not None else _schedule(float(C.max()), eps)
-    if g is None:
-        g = torch.zeros(N, dtype=C.dtype, device=C.device)
+    log_a, log_b = _log_uniform(M, C), _log_uniform(N, C)
+    stages, g = _warm_start(C, eps, g, N)
     err = math.inf
     for stage, e in enumerate(stages):
         last = stage == len(stages) - 1
@@ -98,11 +107,8 @@ def self_potential(C: Tensor, eps: float, p: Tensor | None, sweeps: int) -> tupl
     """The symmetric potential p = softmin(C, p) of OT_ε(a, a) (C square, uniform a): averaged sweeps
     p ← ½(p + softmin(C, p)), which converge fast on symmetric problems (Feydy et al. §3.1); cold
     (``p`` None): ε-annealed. Returns p and the final marginal error."""
-    n = C.shape[0]
-    log_a = torch.full((n,), -math.log(n), dtype=C.dtype, device=C.device)
-    stages = [eps] if p is not None else _schedule(float(C.max()), eps)
-    if p is None:
-        p = torch.zeros(n, dtype=C.dtype, device=C.device)
+    log_a = _log_uniform(C.shape[0], C)
+    stages, p = _warm_start(C, eps, p, C.shape[0])
     err = math.inf
     for stage, e in enumerate(stages):
         last = stage == len(stages) - 1
@@ -117,8 +123,7 @@ def self_potential(C: Tensor, eps: float, p: Tensor | None, sweeps: int) -> tupl
 
 def barycentric_map(C: Tensor, h: Tensor, Y: Tensor, eps: float) -> Tensor:
     """T(x_i) = Σ_j π(j | i) y_j for the plan whose column potential is h (uniform weights)."""
-    log_w = torch.full((Y.shape[0],), -math.log(Y.shape[0]), dtype=C.dtype, device=C.device)
-    return torch.softmax(log_w[None, :] + (h[None, :] - C) / eps, dim=1) @ Y
+    return torch.softmax(_log_uniform(Y.shape[0], C)[None, :] + (h[None, :] - C) / eps, dim=1) @ Y
 
 
 @dataclass
