@@ -22,6 +22,7 @@ from gpa_core.config import (
 )
 from gpa_core.data.presets import PresetError
 from gpa_core.plots import studies as plots
+from gpa_core.rivals.sinkhorn import NEWTON_POINTS
 from gpa_core.studies.batches import sample_pair, steps_for
 from gpa_core.studies.compare import (
     MAX_COMPARE,
@@ -446,6 +447,12 @@ def _live_view(job: CompareJob) -> bool:
     )
     if snap.error:
         st.error(f"The run failed: {snap.error}")
+    if any(r.config.flow == "sinkhorn" for r in spec.rivals) and min(spec.M, spec.N) > NEWTON_POINTS:
+        st.warning(
+            f"The Sinkhorn flow polishes its plans by Newton steps only up to {NEWTON_POINTS} points per "
+            f"cloud; with M = {spec.M} and N = {spec.N} they stay at the sweeps' accuracy (the why column "
+            "says how far) and a step can take seconds. Fewer points give an exact flow."
+        )
     number_table(_outcome_table(snap, spec, tracker, holder), TABLE_FORMATS)
     _particles(snap)
     _curves(snap, spec, tracker)

@@ -30,6 +30,7 @@ STALLED_FRACTION = 0.5  # stopped with its objective above this share of the sta
 #: has stalled; one that is merely slow has "reached T"
 STALLED_HORIZONS = 10.0
 WIDTH_POINTS = 1000  # the median heuristic looks at most at this many points of the pooled clouds
+LOOSE_PLAN = 1e-3  # a Sinkhorn marginal error above this is said in the summary
 
 
 def auto_width(config: RivalConfig, source: np.ndarray, target: np.ndarray) -> float | None:
@@ -209,6 +210,12 @@ class RivalFlow:
                 )
                 + ": the kernel's pull does not reach the target"
             )
+        error = last_finite(h["marginal_error"])
+        if not reason and error > LOOSE_PLAN:
+            reason = (
+                f"the Sinkhorn plans were solved only to marginal error {error:.1g} (above "
+                f"{LOOSE_PLAN:g}): the velocity is approximate; raise sinkhorn_iters or the blur"
+            )
         return RivalSummary(
             status=status,
             steps=self.n,
@@ -217,7 +224,7 @@ class RivalFlow:
             objective=last_finite(h["objective"]),
             objective_name=self.objective_name,
             max_speed=last_finite(h["max_speed"]),
-            marginal_error=last_finite(h["marginal_error"]),
+            marginal_error=error,
             diverged_at=self.diverged_at,
             reason=reason,
         )
