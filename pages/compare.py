@@ -280,8 +280,7 @@ def _requested_start() -> None:
         st.error(f"The lesson's comparison {request.get('preset')!r} is not among the presets.")
         return
     st.session_state["cmp_preset"] = preset.key
-    _apply_preset()
-    st.session_state["cmp_T"] = float(preset.T)
+    _apply_preset()  # the widgets show what runs
     try:
         _start(preset.spec)
     except (ValueError, ConfigError) as exc:

@@ -29,8 +29,8 @@ class RivalSnapshot:
     "error" | "stopped"), their labels and configurations, the widths they use (σ or blur, None for the
     energy kernel), times ``t`` (R,), particles (R, M, d), the target (N, d), which have finished,
     their summaries, their histories (each a dict of 1-D arrays: step, time, kinetic_energy,
-    objective, max_speed, marginal_error; at most ``max_history`` rows, evenly thinned), the measured
-    flow-steps per second and the error of a failed run."""
+    objective, max_speed, marginal_error; at most ``max_history`` rows, evenly thinned), each flow's
+    measured steps per second (R,) and the error of a failed run."""
 
     state: str
     labels: tuple[str, ...]
@@ -42,7 +42,7 @@ class RivalSnapshot:
     finished: tuple[bool, ...]
     summaries: tuple[RivalSummary, ...]
     histories: tuple[dict[str, np.ndarray], ...]
-    steps_per_second: float
+    steps_per_second: tuple[float, ...]
     error: str | None = None
 
     @property
@@ -91,7 +91,7 @@ class RivalRunner:
         self._playing = threading.Event()
         self._stopped = False
         self._lock = threading.Lock()
-        self._sps = 0.0
+        self._sps = [0.0] * len(configs)
         self._state = "ready"
         self._job = EnsembleJob(self._work, name="rivals", threads=None)
         self._snapshot = self._make_snapshot()
@@ -156,11 +156,17 @@ class RivalRunner:
                 control.check()
             control.check()
             self._state = "playing"
-            start = time.perf_counter()
-            done = sum(f.step(chunk) for f in self.flows if not f.finished())
-            seconds = time.perf_counter() - start
-            if seconds > 0 and done:
-                self._sps = done / seconds
+            seconds = 0.0
+            for k, flow in enumerate(self.flows):
+                if flow.finished():
+                    continue
+                start = time.perf_counter()
+                done = flow.step(chunk)
+                spent = time.perf_counter() - start
+                seconds += spent
+                if spent > 0 and done:
+                    self._sps[k] = done / spent
+            if seconds > 0:
                 chunk = int(min(MAX_CHUNK, max(1, chunk * CHUNK_SECONDS / seconds)))
             control.report(sum(f.n for f in self.flows), total)
             self._publish()
@@ -188,5 +194,5 @@ class RivalRunner:
             finished=tuple(f.finished() for f in self.flows),
             summaries=tuple(f.summary() for f in self.flows),
             histories=tuple(_thin(f.history_arrays(), self.max_history) for f in self.flows),
-            steps_per_second=self._sps,
+            steps_per_second=tuple(self._sps),
         )

@@ -352,7 +352,7 @@ class CompareJob:
                         status=_status_text(s.status, rs.finished[j]), t=s.t, steps=s.steps,
                         finished=rs.finished[j], kinetic_energy=s.kinetic_energy, objective=s.objective,
                         objective_name=s.objective_name, diverged_at=s.diverged_at, reason=s.reason,
-                        steps_per_second=rs.steps_per_second,
+                        steps_per_second=rs.steps_per_second[j],
                         history={"time": h["time"], "kinetic_energy": h["kinetic_energy"],
                                  "objective": h["objective"]},
                     )
