@@ -31,7 +31,6 @@ from gpa_core.studies.compare import (
     CompareRun,
     CompareSnapshot,
     CompareSpec,
-    MetricTracker,
     RivalRun,
     compare_presets,
 )
@@ -48,7 +47,7 @@ FLOWS: dict[str, tuple[str, str] | None] = {
     "MMD (energy)": ("mmd", "energy"),
     "Sinkhorn": ("sinkhorn", "gaussian"),
 }
-#: This session's comparison: its CompareJob, spec, metric tracker, rates and data.
+#: This session's comparison: its CompareJob (which also measures W₂), spec, rates and data.
 JOB = JobPage("compare")
 #: What the Lessons page leaves for this page: {"preset": id} (load that preset and start it).
 REQUEST = "compare_request"
@@ -261,7 +260,6 @@ def _start(spec: CompareSpec) -> None:
     JOB.start(
         job,
         spec=spec,
-        tracker=MetricTracker(len(spec.labels), spec.metrics, every=spec.metric_every),
         sps=[math.nan] * len(spec.labels),
         started=time.monotonic(),
         data=data,
@@ -401,7 +399,7 @@ def _spec_from_widgets(table: pd.DataFrame) -> CompareSpec:
 
 
 def _outcome_table(
-    snap: CompareSnapshot, spec: CompareSpec, tracker: MetricTracker, holder: dict[str, Any]
+    snap: CompareSnapshot, spec: CompareSpec, job: CompareJob, holder: dict[str, Any]
 ) -> pd.DataFrame:
     sps: list[float] = holder["sps"]
     elapsed = max(time.monotonic() - holder["started"], 1e-9)
@@ -422,8 +420,8 @@ def _outcome_table(
                 "kinetic energy": m.kinetic_energy,
                 "objective": m.objective_name,
                 "value": m.objective,
-                "W₂ to target": tracker.latest(k, "w2"),
-                **({"Sinkhorn": tracker.latest(k, "sinkhorn")} if "sinkhorn" in spec.metrics else {}),
+                "W₂ to target": job.latest(k, "w2"),
+                **({"Sinkhorn": job.latest(k, "sinkhorn")} if "sinkhorn" in spec.metrics else {}),
                 "steps/s": sps[k],
                 "why": m.reason,
             }
@@ -435,9 +433,7 @@ def _live_view(job: CompareJob) -> bool:
     """The state line, outcome table, particles and curves of the comparison; True once it has stopped."""
     holder = JOB.holder
     spec: CompareSpec = holder["spec"]
-    tracker: MetricTracker = holder["tracker"]
     snap = job.snapshot()
-    tracker.update(snap.steps, snap.t, snap.particles, snap.target, snap.finished)
     done = sum(1 for f in snap.finished if f)
     st.caption(
         f"state: **{snap.state}** · {done}/{snap.K} runs finished"
@@ -452,9 +448,11 @@ def _live_view(job: CompareJob) -> bool:
             f"cloud; with M = {spec.M} and N = {spec.N} they stay at the sweeps' accuracy (the why column "
             "says how far) and a step can take seconds. Fewer points give an exact flow."
         )
-    number_table(_outcome_table(snap, spec, tracker, holder), TABLE_FORMATS)
+    if job.metric_error:
+        st.warning(f"Measuring the distances to the target failed: {job.metric_error}")
+    number_table(_outcome_table(snap, spec, job, holder), TABLE_FORMATS)
     _particles(snap)
-    _curves(snap, spec, tracker)
+    _curves(snap, spec, job)
     return snap.state in ("finished", "error", "stopped", "paused")
 
 
@@ -462,7 +460,7 @@ def _particles(snap: CompareSnapshot) -> None:
     """Every run's particles over the target, titled with its status."""
     zoom = st.session_state.get("cmp_zoom", False)
     titles = [
-        f"{m.label} — {m.status}" + (f" t={plots.fmt(m.diverged_at)}" if m.diverged_at is not None else "")
+        f"{m.label}<br>{m.status}" + ("" if m.diverged_at is None else f" at t = {plots.fmt(m.diverged_at)}")
         for m in snap.members
     ]
     st.plotly_chart(
@@ -472,7 +470,7 @@ def _particles(snap: CompareSnapshot) -> None:
     )
 
 
-def _curves(snap: CompareSnapshot, spec: CompareSpec, tracker: MetricTracker) -> None:
+def _curves(snap: CompareSnapshot, spec: CompareSpec, job: CompareJob) -> None:
     """Kinetic energy, each flow's own objective and W₂ of every run against physical time."""
     labels = snap.labels
     histories = [dict(m.history) for m in snap.members]
@@ -495,7 +493,7 @@ def _curves(snap: CompareSnapshot, spec: CompareSpec, tracker: MetricTracker) ->
         ),
         key="cmp_div",
     )  # fmt: skip
-    series = [{"time": np.asarray(s["time"]), "w2": np.asarray(s["w2"])} for s in tracker.series]
+    series = [{"time": np.asarray(s["time"]), "w2": np.asarray(s["w2"])} for s in job.series()]
     st.plotly_chart(
         plots.curves_figure(
             series, labels, "w2", title=f"W₂ to the target (every {spec.metric_every} steps)", y_label="W₂",

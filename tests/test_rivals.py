@@ -811,6 +811,31 @@ def test_compare_job_runs_gpa_then_rivals() -> None:
         job.stop()
 
 
+def test_compare_job_measures_w2_without_being_polled() -> None:
+    """The job's own sampler measures W₂ as the runners publish, not when a page happens to poll: with
+    one snapshot at the start and none after, every member's series runs from step 0 to its last step,
+    in order, and its W₂ comes down (the target is 2√2 away and every flow gets closer)."""
+    spec = tiny_spec(metric_every=10)
+    job = CompareJob(spec, *sample_pair(spec.source_spec, spec.target_spec, spec.M, spec.N))
+    try:
+        job.snapshot()
+        job.play()
+        assert wait_until(lambda: job.done)
+        assert wait_until(
+            lambda: all(
+                s["step"] and s["step"][-1] == n for s, n in zip(job.series(), [20, 20, 15], strict=True)
+            )
+        )
+        for row in job.series():
+            assert row["step"][0] == 0 and row["step"] == sorted(set(row["step"]))
+            assert len(row["w2"]) == len(row["time"]) == len(row["step"]) >= 2
+            assert row["w2"][-1] < row["w2"][0]
+        assert job.metric_error is None
+        assert job.latest(0) == job.series()[0]["w2"][-1]
+    finally:
+        job.stop()
+
+
 def test_rivals_only_compare_job() -> None:
     """A comparison of rival flows alone (no GPA run) has no GPA runner and runs to the end."""
     spec = tiny_spec(runs=0)

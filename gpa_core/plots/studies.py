@@ -116,6 +116,7 @@ def particle_grid(
     if extent is None:
         extent = robust_extent(particles, *targets, quantile=quantile)
     lo, hi = extent
+    two_lines = any("<br>" in str(t) for t in titles)  # titles of two lines need more room above
     fig = make_subplots(
         rows=rows,
         cols=cols,
@@ -123,7 +124,7 @@ def particle_grid(
         shared_xaxes="all",
         shared_yaxes="all",
         horizontal_spacing=0.03,
-        vertical_spacing=0.12 / max(rows, 1),
+        vertical_spacing=(0.18 if two_lines else 0.12) / max(rows, 1),
     )
     for k in range(K):
         r, c = divmod(k, cols)
@@ -137,7 +138,7 @@ def particle_grid(
         fig.update_yaxes(range=[float(lo[1]), float(hi[1])])
     fig.update_layout(
         height=max(280, height_per_row * rows + 60),
-        margin={"l": 30, "r": 10, "t": 40, "b": 30},
+        margin={"l": 30, "r": 10, "t": 60 if two_lines else 40, "b": 30},
         uirevision=uirevision,
         legend={"orientation": "h", "y": -0.05},
     )

@@ -5,6 +5,8 @@ along a live run."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +19,8 @@ from gpa_core.studies.batches import EnsembleError
 from gpa_core.studies.outcome import quality
 
 MAX_COMPARE = 8  # at most 8 runs on the compare page (GPA runs and rival flows together)
+SAMPLER_INTERVAL = 0.02  # seconds between the compare job's looks at its runners
+SAMPLER_IDLE = 10.0  # the sampler rests once nobody has asked for a snapshot for this long
 
 
 # ========================================================================================= compare
@@ -270,10 +274,22 @@ def _combined_state(states: Sequence[str]) -> str:
 class CompareJob:
     """The live job of a comparison: its GPA runs as one batched :class:`Runner` and its rival flows
     as a :class:`RivalRunner`, from the same source particles toward the same target, with one
-    play / pause / stop and one :class:`CompareSnapshot`. Bad settings raise here, nothing runs."""
+    play / pause / stop and one :class:`CompareSnapshot`. Bad settings raise here, nothing runs.
+
+    The distances to the target (the spec's ``metrics`` every ``metric_every`` steps, a
+    :class:`MetricTracker`) are measured by a sampler thread of the job's own, which reads the
+    runners' snapshots as they come (each chunk of steps): a page that polls twice a second would see
+    a fast run only a few times. The sampler rests while nobody has asked for a snapshot for
+    :data:`SAMPLER_IDLE` seconds, so the runners' own idle pause still works. :meth:`series` and
+    :meth:`latest` read its measurements."""
 
     def __init__(self, spec: CompareSpec, source: np.ndarray, target: np.ndarray) -> None:
         self.spec = spec
+        self._tracker = MetricTracker(len(spec.labels), spec.metrics, every=spec.metric_every)
+        self._tracker_lock = threading.Lock()
+        self._watched = time.monotonic()
+        self._closed = threading.Event()
+        self._sampler: threading.Thread | None = None
         self.gpa = (
             Runner(source, target, spec.configs, grid=False, max_history=2000, idle_timeout=300.0)
             if spec.runs
@@ -284,13 +300,48 @@ class CompareJob:
             if spec.rivals
             else None
         )
+        start = self._combined()  # the starting clouds, measured before anything moves
+        self._tracker.update(start.steps, start.t, start.particles, start.target, start.finished)
 
     def play(self) -> None:
+        self._watched = time.monotonic()
         for job in (self.gpa, self.rivals):
             if job is not None:
                 job.play()
+        if self._sampler is None and not self._closed.is_set():
+            self._sampler = threading.Thread(target=self._sample, name="gpa-compare-metrics", daemon=True)
+            self._sampler.start()
 
     start = play
+
+    def _sample(self) -> None:
+        """The sampler thread: measure the members that are due, until every one has finished (or the
+        job is stopped); a failure is kept in :attr:`metric_error` (the runs go on)."""
+        try:
+            while not self._closed.is_set():
+                if time.monotonic() - self._watched > SAMPLER_IDLE:
+                    self._closed.wait(0.2)
+                    continue
+                snap = self._combined()
+                with self._tracker_lock:
+                    self._tracker.update(snap.steps, snap.t, snap.particles, snap.target, snap.finished)
+                if all(snap.finished) or snap.state in ("error", "stopped"):
+                    return
+                self._closed.wait(SAMPLER_INTERVAL)
+        except Exception as exc:  # reported beside the runs, never a dead thread without a word
+            self.metric_error = f"{type(exc).__name__}: {exc}"
+
+    metric_error: str | None = None
+
+    def series(self) -> list[dict[str, list[float]]]:
+        """A copy of each member's measurements: ``step``, ``time`` and one list per metric."""
+        with self._tracker_lock:
+            return [{name: list(values) for name, values in row.items()} for row in self._tracker.series]
+
+    def latest(self, k: int, metric: str = "w2") -> float:
+        """Member ``k``'s latest value of ``metric`` (NaN before the first measurement)."""
+        with self._tracker_lock:
+            return self._tracker.latest(k, metric)
 
     def pause(self) -> None:
         for job in (self.gpa, self.rivals):
@@ -298,10 +349,13 @@ class CompareJob:
                 job.pause()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop both threads (each waited for up to ``timeout`` s)."""
+        """Stop the runners and the sampler (each waited for up to ``timeout`` s)."""
+        self._closed.set()
         for job in (self.gpa, self.rivals):
             if job is not None:
                 job.stop(timeout=timeout)
+        if self._sampler is not None:
+            self._sampler.join(timeout)
 
     cancel = stop
 
@@ -311,6 +365,11 @@ class CompareJob:
         return gpa_done and (self.rivals is None or self.rivals.done)
 
     def snapshot(self) -> CompareSnapshot:
+        """The comparison as it stands (this counts as somebody watching)."""
+        self._watched = time.monotonic()
+        return self._combined()
+
+    def _combined(self) -> CompareSnapshot:
         members: list[MemberView] = []
         clouds: list[np.ndarray] = []
         states: list[str] = []
