@@ -35,7 +35,7 @@ from gpa_core.studies.compare import (
     compare_presets,
 )
 from ui.jobs import JobPage, number_table, open_in_playground
-from ui.session import keep_widget_state
+from ui.session import inside_the_app, keep_widget_state
 
 F_CHOICES = ["kl", "alpha", "reverse_kl", "js"]
 SOLVERS = ["euler", "heun"]
@@ -562,4 +562,5 @@ def main() -> None:
     _open_choice()
 
 
+inside_the_app()  # a link opened first still gets the app's navigation
 main()

@@ -21,7 +21,7 @@ from gpa_core.plots.lab import TABLE_FORMATS, exact_vs_network_figure, lab_table
 from gpa_core.studies.batches import sample_pair
 from ui import playground_state
 from ui.jobs import JobPage, job_progress, number_table
-from ui.session import keep_widget_state
+from ui.session import inside_the_app, keep_widget_state
 
 MAX_POINTS = 150
 #: The playground's settings in session state (pages/playground.py's SETTINGS), read to copy its data.
@@ -196,4 +196,5 @@ def main() -> None:
     JOB.live(_live_view, idle="Choose the samples and the values of L, then press **Compute**.")
 
 
+inside_the_app()  # a link opened first still gets the app's navigation
 main()

@@ -26,7 +26,7 @@ from gpa_core.studies.heavy_tails import (
     run_heavy_tails,
 )
 from ui.jobs import JobPage, job_progress, number_table, open_in_playground
-from ui.session import keep_widget_state
+from ui.session import inside_the_app, keep_widget_state
 
 NUMERICS_LABEL = {"paper": "paper", "authors": "authors' code"}
 #: This session's sweep: the job, its result and the last clicked row.
@@ -288,4 +288,5 @@ def main() -> None:
     _row_choice()
 
 
+inside_the_app()  # a link opened first still gets the app's navigation
 main()

@@ -28,6 +28,7 @@ from gpa_core.jobs import EnsembleJob
 from gpa_core.plots import latent as plots
 from ui import latent as latent_ui
 from ui.jobs import JobPage, job_progress
+from ui.session import inside_the_app
 
 ORIENTATIONS = {"auto": "auto-detect", **PAGE_ORIENTATION}  # the readers' messages quote these labels
 #: This session's integration: the job, the two studies and the settings it ran with.
@@ -620,4 +621,5 @@ def main() -> None:
     _results()
 
 
+inside_the_app()  # a link opened first still gets the app's navigation
 main()

@@ -18,6 +18,7 @@ from ui.lessons import (
     compare_request,
     playground_request,
 )
+from ui.session import inside_the_app
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = "playground_request"  # what pages/playground.py reads (with ui/jobs.open_in_playground)
@@ -88,4 +89,5 @@ def main() -> None:
         _lesson(number, lesson)
 
 
+inside_the_app()  # a link opened first still gets the app's navigation
 main()

@@ -24,7 +24,7 @@ from gpa_core.engine.snapshot import HISTORY_FIELDS
 from gpa_core.ot import wasserstein2
 from gpa_core.plots import flow as plots
 from ui import playground_state
-from ui.session import REFRESH_SECONDS, sample_points, session_runners
+from ui.session import REFRESH_SECONDS, inside_the_app, sample_points, session_runners
 from ui.uploads import UPLOADER_LIMIT_MB, npy_bytes, read_upload
 
 P = "pg:"  # widget-key prefix: keeps this page's keys apart from other pages'
@@ -791,4 +791,5 @@ def main() -> None:
         st.query_params.from_dict(query)
 
 
+inside_the_app()  # a link opened first still gets the app's navigation
 main()

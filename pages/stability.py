@@ -31,7 +31,7 @@ from gpa_core.studies.stability import (
     stability_grid,
 )
 from ui.jobs import JobPage, job_progress, open_in_playground
-from ui.session import keep_widget_state
+from ui.session import inside_the_app, keep_widget_state
 
 #: This session's map: the job, its result, data, metrics, the selected and last clicked cell.
 JOB = JobPage("stability")
@@ -355,4 +355,5 @@ def main() -> None:
     _cell_choice()
 
 
+inside_the_app()  # a link opened first still gets the app's navigation
 main()

@@ -83,3 +83,29 @@ def keep_widget_state(state: Any, defaults: Mapping[str, Any]) -> None:
             state[key] = state[key]
         elif default is not None:
             state[key] = default
+
+
+def inside_the_app() -> None:
+    """Run this page inside app.py's navigation, also when its URL is the first a fresh server serves.
+
+    Streamlit (1.67) starts every server in its old ``pages/``-directory mode
+    (``PagesManager.uses_pages_directory``, set because ``pages/`` exists) and only ``st.navigation``
+    in app.py turns it off. A page URL opened first (a shared link to ``/compare?preset=…``) would
+    run the page alone: Streamlit's automatic list of the files in ``pages/`` in the sidebar, no page
+    titles or icons, not the app's wide layout. Such a run turns that mode off and reruns, so app.py
+    draws the page. Only a session's first run does it (a rerun drops that run's widget events, and
+    there are none before the first); pages run on their own (AppTest of one page) have the mode off.
+    """
+    if FIRST_RUN_DONE in st.session_state:
+        return
+    st.session_state[FIRST_RUN_DONE] = True
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without it has no such mode
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+FIRST_RUN_DONE = "gpa:first_run_done"  # in session state once a page of the session has run
