@@ -168,8 +168,7 @@ def test_classify_converged_and_moving() -> None:
     assert classify(t, steady, diverged_at=None, horizon=100, scale=100.0) is Outcome.MOVING
     loose = ConvergenceCriteria(slowdown=1.0)
     assert (
-        classify(t, steady, diverged_at=None, horizon=100, scale=100.0, criteria=loose)
-        is Outcome.CONVERGED
+        classify(t, steady, diverged_at=None, horizon=100, scale=100.0, criteria=loose) is Outcome.CONVERGED
     )
     # slowed down a thousandfold but still moving 0.3 per 10 time units: moving for a unit-size target
     slowing = np.where(t < 50, 1.0, 1e-3)
@@ -774,3 +773,20 @@ def test_keep_widget_state() -> None:
     keep_widget_state(state, {"a": 1, "b": 2, "c": None})
     assert dict(state) == {"a": 5, "b": 2}  # existing values kept, defaults filled, None: keep only
     assert state.writes == ["a", "b"]  # "a" re-assigned: Streamlit then keeps it across pages
+
+
+def test_a_member_stopped_by_the_rule_ends_stopped_and_counts_its_steps(
+    data: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """A member stopped by D ≤ ε (the stop rule of §4) is harvested as "stopped" at its stopping step
+    (it read "running" once), and the steps it took count as useful work (they counted as none)."""
+    source, target = data
+    base = TINY.replace(engine="eager", steps=300, lr=1e-2)
+    configs = [base.replace(stop_divergence=0.5), base]
+    for compact in (True, False):
+        runs, stats = run_members(configs, source, target, chunk=25, compact=compact)
+        stopped, full = runs
+        assert stopped is not None and full is not None
+        assert stopped.summary.status == "stopped" and "≤ ε = 0.5" in stopped.summary.reason
+        assert 0 < stopped.summary.steps < 300 and full.summary.steps == 300
+        assert stats.useful == stopped.summary.steps + 300

@@ -200,7 +200,7 @@ def _harvest(
     base = summaries[k]
     ke = history.get("kinetic_energy", np.zeros(0))
     status = base.status
-    if status != "diverged":
+    if status not in ("diverged", "stopped"):  # over the whole history (the flow may be a compacted part)
         last = last_finite(ke)
         status = "converged" if math.isfinite(last) and last < flow.configs[k].converge_tol else "running"
     summary = dataclasses.replace(
@@ -285,7 +285,11 @@ def _run_batch(
         for k, i in enumerate(idx):
             c = flow.configs[k]
             if not before[k]:
-                stop = int(flow.diverged_step[k]) if not bool(flow.alive[k]) else flow.n
+                if bool(flow.alive[k]):
+                    stop = flow.n
+                else:  # ended in this chunk: stopped by the rule D ≤ ε, or diverged
+                    ended = flow.stopped_step[k]
+                    stop = ended if ended >= 0 else int(flow.diverged_step[k])
                 useful += max(0, min(stop, c.steps) - n0)
             credit = c.steps if done_flags[k] else min(flow.n, c.steps)
             done_delta += credit - credited[i]
