@@ -293,12 +293,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     s = flow.summary()[0]
     result = {
-        "status": s.status,
-        "diverged_at": s.diverged_at,
-        "reason": s.reason or None,
-        "steps": s.steps,
-        "t": s.t,
-        "kinetic_energy": _json_float(s.kinetic_energy),
+        **_outcome(s),
         "divergence": _json_float(s.divergence),
         "max_speed": _json_float(s.max_speed),
         "seconds": seconds,
@@ -394,12 +389,7 @@ def _rival(args: argparse.Namespace) -> dict[str, Any]:
     s = flow.summary()
     final = flow.particles()
     result = {
-        "status": s.status,
-        "diverged_at": s.diverged_at,
-        "reason": s.reason or None,
-        "steps": s.steps,
-        "t": s.t,
-        "kinetic_energy": _json_float(s.kinetic_energy),
+        **_outcome(s),
         "objective": _json_float(s.objective),
         "objective_name": s.objective_name,
         "width": flow.width,
@@ -499,6 +489,18 @@ def _exact_divergence(P: np.ndarray, Q: np.ndarray, args: argparse.Namespace) ->
         "solver": result.solver,
         "constraints": result.constraints,
         "seconds": result.seconds,
+    }
+
+
+def _outcome(s: Any) -> dict[str, Any]:
+    """What ``run`` and ``rival`` both report of a flow's summary (a MemberSummary or RivalSummary)."""
+    return {
+        "status": s.status,
+        "diverged_at": s.diverged_at,
+        "reason": s.reason or None,
+        "steps": s.steps,
+        "t": s.t,
+        "kinetic_energy": _json_float(s.kinetic_energy),
     }
 
 
