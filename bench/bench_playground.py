@@ -31,6 +31,7 @@ from gpa_core.engine import kernel
 from gpa_core.engine.runner import Runner
 from gpa_core.engine.snapshot import Snapshot
 from gpa_core.plots import flow as plots
+from gpa_core.plots import readout
 
 REFRESH = 0.2  # the page polls the runner every 0.2 s while playing
 
@@ -54,7 +55,7 @@ def emit(metric: str, value: float, unit: str, target: str = "") -> None:
 def redraw(snap: Snapshot) -> int:
     """One redraw as the page does it; returns the bytes sent for the two charts."""
     figs = [plots.particles_figure(snap, validate=False), plots.history_figure(snap, validate=False)]
-    plots.stability_readout(snap)
+    readout.stability_readout(snap)
     size = 0
     for fig in figs:
         spec = pio.to_json(fig, validate=False)  # st.plotly_chart: to_dict + to_json

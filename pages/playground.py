@@ -23,6 +23,7 @@ from gpa_core.engine.runner import Runner
 from gpa_core.engine.snapshot import HISTORY_FIELDS
 from gpa_core.ot import wasserstein2
 from gpa_core.plots import flow as plots
+from gpa_core.plots import readout
 from ui import playground_state
 from ui.session import REFRESH_SECONDS, inside_the_app, sample_points, session_runners
 from ui.uploads import UPLOADER_LIMIT_MB, npy_bytes, read_upload
@@ -553,7 +554,7 @@ def _status_line(snap: Any) -> str:
 
 
 def _stability(snap: Any) -> None:
-    ro = plots.stability_readout(snap)
+    ro = readout.stability_readout(snap)
     cells = [(c.replace("|", "\\|") for c in row) for row in ro.rows()]
     rows = "\n".join("| {} | {} | {} |".format(*row) for row in cells)
     st.markdown("**Stability (CFL, §6)**\n\n| quantity | value | meaning |\n|---|---|---|\n" + rows)
@@ -582,7 +583,7 @@ def _live(runner: Runner, view: dict[str, Any], image_shape: tuple[int, int] | N
             st.rerun()  # the run stopped or started by itself: relabel Play/Pause, switch the timer
         snap = runner.snapshot()
         st.markdown(_status_line(snap))
-        verdict = plots.banner(snap)
+        verdict = readout.banner(snap)
         if verdict is not None:
             kind, text = verdict
             {"error": st.error, "warning": st.warning, "success": st.success, "info": st.info}[kind](text)

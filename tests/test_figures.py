@@ -17,6 +17,7 @@ from gpa_core import FlowConfig
 from gpa_core.engine.runner import Runner
 from gpa_core.engine.snapshot import Snapshot, nondegenerate_box
 from gpa_core.plots import flow as plots
+from gpa_core.plots import readout
 
 CFG = FlowConfig(hidden=(8, 8), steps=1000, kl_form="dv", dt=0.5)
 
@@ -161,19 +162,19 @@ def test_history_marks_divergence(snap2d: Snapshot) -> None:
     )
     fig = plots.history_figure(s)
     assert any(t.mode == "markers" and t.marker.symbol == "x" for t in fig.data)
-    kind, text = plots.banner(s)
+    kind, text = readout.banner(s)
     assert kind == "error"
     assert text == "Diverged at t = 1: the objective overflowed — try an α-divergence or a smaller L."
 
 
 def test_banners(snap2d: Snapshot) -> None:
-    assert plots.banner(snap2d) is None
+    assert readout.banner(snap2d) is None
     conv = dataclasses.replace(snap2d, status=("converged",))
-    assert plots.banner(conv)[0] == "success" and "Converged" in plots.banner(conv)[1]
+    assert readout.banner(conv)[0] == "success" and "Converged" in readout.banner(conv)[1]
     done = dataclasses.replace(snap2d, finished=(True,))
-    assert plots.banner(done)[0] == "info" and "Finished" in plots.banner(done)[1]
+    assert readout.banner(done)[0] == "info" and "Finished" in readout.banner(done)[1]
     err = dataclasses.replace(snap2d, state="error", error="OutOfMemoryError: boom")
-    assert plots.banner(err)[0] == "error" and "boom" in plots.banner(err)[1]
+    assert readout.banner(err)[0] == "error" and "boom" in readout.banner(err)[1]
     inf = dataclasses.replace(
         snap2d,
         status=("diverged",),
@@ -181,11 +182,11 @@ def test_banners(snap2d: Snapshot) -> None:
         reason=("particles ran away",),
         configs=(CFG.replace(L=math.inf, f="alpha"),),
     )
-    assert "finite L" in plots.banner(inf)[1]
+    assert "finite L" in readout.banner(inf)[1]
 
 
 def test_stability_readout(snap2d: Snapshot) -> None:
-    ro = plots.stability_readout(snap2d)
+    ro = readout.stability_readout(snap2d)
     cfg = snap2d.configs[0]
     assert ro.max_step == pytest.approx(cfg.L * cfg.dt)
     assert ro.cfl == pytest.approx(ro.max_grad / cfg.L)
@@ -194,10 +195,10 @@ def test_stability_readout(snap2d: Snapshot) -> None:
     assert ro.steps_to_cross == pytest.approx(ro.distance / ro.max_step)
     assert len(ro.rows()) == 6 and ro.notes
     unreg = dataclasses.replace(snap2d, configs=(cfg.replace(L=math.inf),))
-    ro = plots.stability_readout(unreg)
+    ro = readout.stability_readout(unreg)
     assert ro.level == "warn" and math.isinf(ro.max_step) and "L = ∞" in ro.notes[0][1]
     big = dataclasses.replace(snap2d, configs=(cfg.replace(L=100.0),))
-    assert plots.stability_readout(big).level == "warn"
+    assert readout.stability_readout(big).level == "warn"
 
 
 def test_nearest_neighbour_spacing_on_a_lattice() -> None:
@@ -289,7 +290,7 @@ def test_degenerate_data_run_and_draw(case: str) -> None:
     finally:
         r.stop()
     assert snap.state != "error" and snap.n == 3, snap.error
-    ro = plots.stability_readout(snap)  # spacing 0 and data scale 0 divided by before
+    ro = readout.stability_readout(snap)  # spacing 0 and data scale 0 divided by before
     assert ro.rows() and ro.notes and all(text for _, text in ro.notes)
     for fig in (
         plots.particles_figure(snap),
@@ -318,7 +319,7 @@ def test_readout_explains_zero_spacing_and_zero_spread() -> None:
     finally:
         r.stop()
     assert snap.spacing[0] == 0
-    ro = plots.stability_readout(snap)
+    ro = readout.stability_readout(snap)
     assert ro.nn_spacing == 0 and ro.data_scale == 0
     texts = [text for _, text in ro.notes]
     assert any(
@@ -329,7 +330,7 @@ def test_readout_explains_zero_spacing_and_zero_spread() -> None:
     )
     assert ro.level == "warn"
     assert dict((q, v) for q, v, _ in ro.rows())["particle spacing"] == "0"
-    inf = plots.stability_readout(dataclasses.replace(snap, configs=(CFG.replace(L=math.inf),)))
+    inf = readout.stability_readout(dataclasses.replace(snap, configs=(CFG.replace(L=math.inf),)))
     assert math.isinf(inf.max_step) and inf.level == "warn"
 
 
@@ -413,5 +414,5 @@ def test_stopped_banner() -> None:
     finally:
         r.stop()
     assert snap.status == ("stopped",)
-    kind, text = plots.banner(snap)
+    kind, text = readout.banner(snap)
     assert kind == "success" and "D ≤ ε" in text and "augmented" in text
