@@ -208,7 +208,11 @@ class RivalFlow:
                     if ke > 0
                     else ""
                 )
-                + ": the kernel's pull does not reach the target"
+                + (
+                    ": the kernel's pull does not reach the target"
+                    if self.config.flow == "mmd"
+                    else ": the flow has stopped short of the target"
+                )
             )
         error = last_finite(h["marginal_error"])
         if not reason and error > LOOSE_PLAN:
