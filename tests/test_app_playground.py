@@ -4,6 +4,7 @@ links (query parameters) and bad uploads that must leave the current run untouch
 from __future__ import annotations
 
 import io
+import math
 import threading
 from pathlib import Path
 
@@ -104,6 +105,18 @@ def test_preset_applies(app: AppTest) -> None:
     assert snap.n == 0 and abs(snap.particles[0].mean() - 10.0) < 0.5
     assert any("Fig. 4" in e.label for e in app.expander)
     assert app.query_params["f"] == "alpha"
+
+
+def test_a_rivals_preset_runs_its_gpa_members_here(app: AppTest) -> None:
+    """The rival-flow presets list GPA members too: the playground runs those (the rivals run on the
+    compare page); here GPA at L = ∞ toward the far target N((6, 6), 0.5²I)."""
+    _run(app)
+    app.button(key="pg:preset:rivals-far-target:1").click()
+    _run(app)
+    cfg = app.session_state["pg.runner"].configs[0]
+    assert (cfg.L, cfg.steps, cfg.dt) == (math.inf, 400, 0.5)
+    assert app.session_state["pg:tgt"] == "gaussian" and app.session_state["pg:tgt.gaussian.mean"] == 6.0
+    assert any("Rival flows" in e.label for e in app.expander)
 
 
 def test_live_change_keeps_particles(app: AppTest) -> None:
