@@ -19,7 +19,7 @@ from gpa_core.studies.batches import EnsembleError
 from gpa_core.studies.outcome import quality
 
 MAX_COMPARE = 8  # at most 8 runs on the compare page (GPA runs and rival flows together)
-SAMPLER_INTERVAL = 0.02  # seconds between the compare job's looks at its runners
+SAMPLER_INTERVAL = 0.05  # seconds between the compare job's looks at its runners (chunks last ~0.1 s)
 SAMPLER_IDLE = 10.0  # the sampler rests once nobody has asked for a snapshot for this long
 
 
@@ -286,7 +286,8 @@ class CompareJob:
     def __init__(self, spec: CompareSpec, source: np.ndarray, target: np.ndarray) -> None:
         self.spec = spec
         self._tracker = MetricTracker(len(spec.labels), spec.metrics, every=spec.metric_every)
-        self._tracker_lock = threading.Lock()
+        self._tracker_lock = threading.Lock()  # guards _published (the sampler alone updates _tracker)
+        self._published: list[dict[str, list[float]]] = []
         self._watched = time.monotonic()
         self._closed = threading.Event()
         self._sampler: threading.Thread | None = None
@@ -301,7 +302,7 @@ class CompareJob:
             else None
         )
         start = self._combined()  # the starting clouds, measured before anything moves
-        self._tracker.update(start.steps, start.t, start.particles, start.target, start.finished)
+        self._measure(start)
 
     def play(self) -> None:
         self._watched = time.monotonic()
@@ -323,8 +324,7 @@ class CompareJob:
                     self._closed.wait(0.2)
                     continue
                 snap = self._combined()
-                with self._tracker_lock:
-                    self._tracker.update(snap.steps, snap.t, snap.particles, snap.target, snap.finished)
+                self._measure(snap)
                 if all(snap.finished) or snap.state in ("error", "stopped"):
                     return
                 self._closed.wait(SAMPLER_INTERVAL)
@@ -333,15 +333,24 @@ class CompareJob:
 
     metric_error: str | None = None
 
+    def _measure(self, snap: CompareSnapshot) -> None:
+        """Measure the members that are due (outside the lock: a Sinkhorn evaluation can take seconds,
+        and a page reading :meth:`series` must not wait for it), then publish a copy."""
+        if self._tracker.update(snap.steps, snap.t, snap.particles, snap.target, snap.finished):
+            copy = [{name: list(values) for name, values in row.items()} for row in self._tracker.series]
+            with self._tracker_lock:
+                self._published = copy
+
     def series(self) -> list[dict[str, list[float]]]:
-        """A copy of each member's measurements: ``step``, ``time`` and one list per metric."""
+        """Each member's measurements so far: ``step``, ``time`` and one list per metric (a published
+        copy, shared by readers: do not modify)."""
         with self._tracker_lock:
-            return [{name: list(values) for name, values in row.items()} for row in self._tracker.series]
+            return self._published
 
     def latest(self, k: int, metric: str = "w2") -> float:
         """Member ``k``'s latest value of ``metric`` (NaN before the first measurement)."""
-        with self._tracker_lock:
-            return self._tracker.latest(k, metric)
+        values = self.series()[k].get(metric, []) if self._published else []
+        return float(values[-1]) if values else math.nan
 
     def pause(self) -> None:
         for job in (self.gpa, self.rivals):
