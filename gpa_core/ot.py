@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import ot
-from scipy.spatial.distance import cdist
+from scipy.spatial.distance import cdist, pdist
 from threadpoolctl import ThreadpoolController
 
 __all__ = [
@@ -443,6 +443,19 @@ def sinkhorn_divergence(
             "solutions; use a smaller tol."
         )
     return max(value, 0.0)  # S_ε ≥ 0: only round-off is clipped here
+
+
+# ------------------------------------------------------------------------------------------ median
+def median_pairwise_distance(Z: np.ndarray, max_points: int = 2000, seed: int = 0) -> float:
+    """Median Euclidean distance between two distinct rows of ``Z`` (over a seeded subsample of
+    ``max_points`` rows when there are more): the latent space's scale, and the median heuristic for a
+    Gaussian kernel's width."""
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] < 2:
+        raise MetricInputError(f"need at least two points (n, d), got shape {Z.shape}.")
+    if Z.shape[0] > max_points:
+        Z = Z[np.random.default_rng(seed).choice(Z.shape[0], size=max_points, replace=False)]
+    return float(np.median(pdist(Z)))
 
 
 # ------------------------------------------------------------------------------------------ energy

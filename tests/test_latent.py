@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 from tolerances import gamma
 
 import gpa_core.genes.encoder as encoder_module
-from gpa_core.genes.encoder import AUTO_MEDIAN_DISTANCE, median_pairwise_distance
+from gpa_core.genes.encoder import AUTO_MEDIAN_DISTANCE
 from gpa_core.genes.latent import (
     REACHED_FLOOR,
     LatentError,
@@ -43,7 +43,7 @@ from gpa_core.genes.scores import (
     within_labels,
 )
 from gpa_core.genes.study import GeneDataError, Study, make_synthetic_studies
-from gpa_core.ot import MetricInputError
+from gpa_core.ot import MetricInputError, median_pairwise_distance
 from gpa_core.ot import wasserstein2_squared as w2
 
 

@@ -498,7 +498,8 @@ def test_sinkhorn_euler_diverges_beyond_dt_two(
 def test_auto_width_median_heuristic_and_sinkhorn_blur() -> None:
     """Gaussian σ = the median distance between points of the pooled clouds (scipy's pdist here), the
     Sinkhorn blur = 0.1 × the pooled RMS radius √(mean|z − z̄|²), None for the energy kernel, a given
-    width as is; the flow uses the same. Rel 1e-12 (the module's expanded distances vs pdist)."""
+    width as is; the flow uses the same. Rel 1e-12 (both take pdist's distances; only the median's order of
+    operations could differ)."""
     source, target = cloud(30, 2, seed=20), cloud(25, 2, seed=21, scale=2.0, shift=3.0)
     pooled = np.concatenate([source, target])
     median = float(np.median(pdist(pooled)))

@@ -12,16 +12,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpa_core.ot import one_blas_thread
+from gpa_core.ot import median_pairwise_distance, one_blas_thread
 
-__all__ = ["AUTO_MEDIAN_DISTANCE", "LatentError", "PCAEncoder", "as_matrix", "median_pairwise_distance"]
+__all__ = ["AUTO_MEDIAN_DISTANCE", "LatentError", "PCAEncoder", "as_matrix"]
 
 _CHUNK = 2048  # genes per block in the encoder's passes over the data (a few MB: cache-friendly)
 #: ``latent_scale="auto"`` divides the latent coordinates so that the median distance between two of
 #: the fitted samples is this (README, "Latent integration, measured": with the paper's L = 1 and
 #: Δt = 0.2 a particle step is then at most 4 % of the typical distance)
 AUTO_MEDIAN_DISTANCE = 5.0
-_MEDIAN_POINTS = 2000  # the median pairwise distance is taken over at most this many samples
 
 
 class LatentError(ValueError):
@@ -36,19 +35,6 @@ def as_matrix(X: object, name: str) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
     return arr
-
-
-def median_pairwise_distance(Z: np.ndarray, max_points: int = _MEDIAN_POINTS, seed: int = 0) -> float:
-    """Median Euclidean distance between two distinct rows of ``Z`` (over a seeded subsample of
-    ``max_points`` rows when there are more)."""
-    from scipy.spatial.distance import pdist
-
-    Z = np.asarray(Z, dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[0] < 2:
-        raise LatentError(f"need at least two points (n, d), got shape {Z.shape}.")
-    if Z.shape[0] > max_points:
-        Z = Z[np.random.default_rng(seed).choice(Z.shape[0], size=max_points, replace=False)]
-    return float(np.median(pdist(Z)))
 
 
 class PCAEncoder:

@@ -31,7 +31,6 @@ from gpa_core.genes.encoder import (
     LatentError,
     PCAEncoder,
     as_matrix,
-    median_pairwise_distance,
 )
 from gpa_core.genes.scores import (
     distance_floor,
@@ -46,7 +45,7 @@ from gpa_core.genes.scores import (
 )
 from gpa_core.genes.study import GeneDataError, Study
 from gpa_core.genes.views import pca_2d, umap_embedding, warm_up_umap
-from gpa_core.ot import sinkhorn_divergence, wasserstein2_squared
+from gpa_core.ot import median_pairwise_distance, sinkhorn_divergence, wasserstein2_squared
 
 __all__ = [
     "GPA_DEFAULTS",

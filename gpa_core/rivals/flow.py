@@ -20,6 +20,7 @@ from torch import Tensor
 from gpa_core.config import RivalConfig
 from gpa_core.devices import resolve_device
 from gpa_core.engine.flow import RUNAWAY_FACTOR, last_finite
+from gpa_core.ot import median_pairwise_distance
 from gpa_core.rivals.mmd import mmd_squared, mmd_velocity
 from gpa_core.rivals.sinkhorn import SinkhornState, sinkhorn_velocity
 
@@ -46,12 +47,7 @@ def auto_width(config: RivalConfig, source: np.ndarray, target: np.ndarray) -> f
     if config.flow == "sinkhorn":
         radius = float(np.sqrt(((pooled - pooled.mean(0)) ** 2).sum(1).mean()))
         return max(0.1 * radius, 1e-6)
-    if len(pooled) > WIDTH_POINTS:
-        pooled = pooled[np.random.default_rng(0).choice(len(pooled), WIDTH_POINTS, replace=False)]
-    sq = (pooled**2).sum(1)
-    D = np.sqrt(np.clip(sq[:, None] - 2.0 * pooled @ pooled.T + sq[None, :], 0.0, None))
-    median = float(np.median(D[np.triu_indices(len(pooled), 1)]))
-    return max(median, 1e-6)
+    return max(median_pairwise_distance(pooled, max_points=WIDTH_POINTS), 1e-6)
 
 
 @dataclass(frozen=True)
