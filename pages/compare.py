@@ -294,7 +294,8 @@ def _controls() -> pd.DataFrame:
     """The data, runs table and shared settings; returns the runs table as edited."""
     _init_state()
     keep_widget_state(st.session_state, {**DEFAULTS, **dict.fromkeys(PERSIST)})
-    presets = {**{k: p.title for k, p in _presets().items()}, "custom": "Custom (keep the table)"}
+    available = _presets()  # the preset files, read once for this run
+    presets = {**{k: p.title for k, p in available.items()}, "custom": "Custom (keep the table)"}
     st.selectbox(
         "Preset",
         list(presets),
@@ -303,7 +304,7 @@ def _controls() -> pd.DataFrame:
         on_change=_apply_preset,
         help="Fills the data and the runs table with the settings of a figure of the paper.",
     )
-    chosen = _presets().get(st.session_state["cmp_preset"])
+    chosen = available.get(st.session_state["cmp_preset"])
     if chosen is not None:
         st.caption(chosen.description)
     c1, c2, c3, c4, c5 = st.columns([3, 3, 1, 1, 1])
