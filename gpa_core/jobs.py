@@ -1,15 +1,21 @@
 """A long computation in a background thread, with progress, partial results and cancel, so that
-pages never block."""
+pages never block. Jobs still running when the interpreter exits are cancelled and waited for (up to
+:data:`EXIT_WAIT_S`): a daemon thread torn down inside a Torch operation aborts the whole process
+("terminate called without an active exception", exit status 134)."""
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+EXIT_WAIT_S = 10.0  # at exit, wait this long in all for running jobs to reach their next check()
 
 
 # ============================================================================================= jobs
@@ -86,6 +92,7 @@ class EnsembleJob:
             raise RuntimeError("this job was already started")
         self.started_at = time.perf_counter()
         self._thread = threading.Thread(target=self._main, name=f"gpa-{self.name}", daemon=True)
+        _RUNNING.add(self)
         self._thread.start()
         return self
 
@@ -159,3 +166,18 @@ class EnsembleJob:
         if f <= 0 or self.done:
             return None
         return self.elapsed * (1 - f) / f
+
+
+#: The jobs started and not yet collected (weakly held: a finished, forgotten job just drops out).
+_RUNNING: weakref.WeakSet[EnsembleJob] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_jobs() -> None:
+    """At exit: cancel every running job and wait for them (up to EXIT_WAIT_S in all)."""
+    jobs = [job for job in list(_RUNNING) if job.running]
+    for job in jobs:
+        job.cancel()
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for job in jobs:
+        job.join(max(0.0, deadline - time.monotonic()))

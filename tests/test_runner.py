@@ -3,9 +3,11 @@ failures."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -489,3 +491,30 @@ def test_distance_store_is_bounded() -> None:
     data = store.data()
     assert len(data) <= 9 and data.step[0] == 0 and data.step[-1] == 99
     assert np.all(np.diff(data.step) > 0)
+
+
+PLAYING_RUNNER = """
+import time
+from gpa_core.config import FlowConfig
+from gpa_core.data.datasets import sample_spec
+from gpa_core.engine.runner import Runner
+
+source = sample_spec("gaussian:mean=0,std=0.5", 2000, seed=0)
+target = sample_spec("mixture", 2000, seed=1)
+runner = Runner(source, target, FlowConfig(steps=10**6, engine="eager", hidden=(256, 256)), grid=False)
+runner.play()
+time.sleep(1.0)
+print("leaving while it plays")
+"""
+
+
+def test_a_playing_runner_does_not_abort_the_interpreter_at_exit() -> None:
+    """A program that ends while its runner plays (a closed notebook, a stopped server) exits cleanly:
+    the runner is stopped at exit. Before, its daemon worker was torn down inside a Torch operation and
+    the process aborted ("terminate called without an active exception", status 134, every try)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PLAYING_RUNNER], cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "leaving while it plays" in done.stdout

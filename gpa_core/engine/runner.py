@@ -45,10 +45,12 @@ Any exception in the worker (out of memory, a bug) becomes ``state == "error"`` 
 
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -449,6 +451,7 @@ class Runner:
         self._worker_running = True
         self._stop_requested = False
         self._thread = threading.Thread(target=self._worker, args=(previous,), name="gpa-runner", daemon=True)
+        _LIVE.add(self)
         self._thread.start()
 
     # -- internals: worker side -------------------------------------------------------------------
@@ -777,3 +780,16 @@ class Runner:
 def _empty_cuda_cache(device: torch.device) -> None:
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+#: Runners that have started a worker (weakly held).
+_LIVE: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_runners() -> None:
+    """At exit, stop every runner whose worker still runs (a daemon thread torn down inside a Torch
+    operation or a compiled kernel aborts the process, exit status 134); 2 s each at most."""
+    for runner in list(_LIVE):
+        if runner._thread is not None and runner._thread.is_alive():
+            runner.stop(timeout=2.0)

@@ -14,6 +14,7 @@ import numpy as np
 
 from gpa_core.config import ConfigError, FlowConfig, RivalConfig
 from gpa_core.engine.runner import Runner
+from gpa_core.jobs import EnsembleJob, JobControl
 from gpa_core.rivals.live import RivalRunner
 from gpa_core.studies.batches import EnsembleError
 from gpa_core.studies.outcome import quality
@@ -277,7 +278,8 @@ class CompareJob:
     play / pause / stop and one :class:`CompareSnapshot`. Bad settings raise here, nothing runs.
 
     The distances to the target (the spec's ``metrics`` every ``metric_every`` steps, a
-    :class:`MetricTracker`) are measured by a sampler thread of the job's own, which reads the
+    :class:`MetricTracker`) are measured by a sampler of the job's own (an :class:`EnsembleJob`), which
+    reads the
     runners' snapshots as they come (each chunk of steps): a page that polls twice a second would see
     a fast run only a few times. The sampler rests while nobody has asked for a snapshot for
     :data:`SAMPLER_IDLE` seconds, so the runners' own idle pause still works. :meth:`series` and
@@ -289,8 +291,7 @@ class CompareJob:
         self._tracker_lock = threading.Lock()  # guards _published (the sampler alone updates _tracker)
         self._published: list[dict[str, list[float]]] = []
         self._watched = time.monotonic()
-        self._closed = threading.Event()
-        self._sampler: threading.Thread | None = None
+        self._sampler = EnsembleJob(self._sample, name="compare-metrics", threads=None)
         self.gpa = (
             Runner(source, target, spec.configs, grid=False, max_history=2000, idle_timeout=300.0)
             if spec.runs
@@ -309,29 +310,29 @@ class CompareJob:
         for job in (self.gpa, self.rivals):
             if job is not None:
                 job.play()
-        if self._sampler is None and not self._closed.is_set():
-            self._sampler = threading.Thread(target=self._sample, name="gpa-compare-metrics", daemon=True)
+        if self._sampler.started_at is None:
             self._sampler.start()
 
     start = play
 
-    def _sample(self) -> None:
-        """The sampler thread: measure the members that are due, until every one has finished (or the
-        job is stopped); a failure is kept in :attr:`metric_error` (the runs go on)."""
-        try:
-            while not self._closed.is_set():
-                if time.monotonic() - self._watched > SAMPLER_IDLE:
-                    self._closed.wait(0.2)
-                    continue
-                snap = self._combined()
-                self._measure(snap)
-                if all(snap.finished) or snap.state in ("error", "stopped"):
-                    return
-                self._closed.wait(SAMPLER_INTERVAL)
-        except Exception as exc:  # reported beside the runs, never a dead thread without a word
-            self.metric_error = f"{type(exc).__name__}: {exc}"
+    def _sample(self, control: JobControl) -> None:
+        """The sampler: measure the members that are due, until every one has finished (or the job is
+        stopped); a failure ends it and shows in :attr:`metric_error` (the runs go on)."""
+        while not control.cancelled():
+            if time.monotonic() - self._watched > SAMPLER_IDLE:
+                control.cancel_event.wait(0.2)
+                continue
+            snap = self._combined()
+            self._measure(snap)
+            if all(snap.finished) or snap.state in ("error", "stopped"):
+                return
+            control.cancel_event.wait(SAMPLER_INTERVAL)
 
-    metric_error: str | None = None
+    @property
+    def metric_error(self) -> str | None:
+        """Why measuring the distances failed, if it did."""
+        error = self._sampler.error
+        return None if error is None else f"{type(error).__name__}: {error}"
 
     def _measure(self, snap: CompareSnapshot) -> None:
         """Measure the members that are due (outside the lock: a Sinkhorn evaluation can take seconds,
@@ -359,12 +360,11 @@ class CompareJob:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the runners and the sampler (each waited for up to ``timeout`` s)."""
-        self._closed.set()
+        self._sampler.cancel()
         for job in (self.gpa, self.rivals):
             if job is not None:
                 job.stop(timeout=timeout)
-        if self._sampler is not None:
-            self._sampler.join(timeout)
+        self._sampler.join(timeout)
 
     cancel = stop
 
