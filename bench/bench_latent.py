@@ -233,20 +233,27 @@ def quality_table(rows: list[dict[str, Any]]) -> str:
     )
     lines = [head]
 
-    def pooled(res: Any, metric: str, key: str = "after") -> float:
-        return float(res.score(metric)[key])
+    def scores(res: Any, key: str) -> list[str]:
+        """The pooled scores and per-label ratios of ``res`` under ``key`` ("after" or "floor")."""
+
+        def pooled(metric: str) -> float:
+            return float(res.score(metric)[key])
+
+        return [
+            f"{pooled('silhouette by study (within labels)'):.3f}",
+            f"{pooled('k-NN mixing (within labels)'):.2f}",
+            f"{pooled('silhouette by study'):.3f} / {pooled('k-NN mixing'):.2f}",
+            f"{pooled('silhouette by label'):.3f}",
+            f"{pooled('label transfer accuracy'):.2f}",
+            _slash([res.score("spread ratio", lab)[key] for lab in labels], 2),
+            _slash([res.score("nearest-target ratio", lab)[key] for lab in labels], 2),
+        ]
 
     fl = [
         "floor (estimated from the target alone)",
         _slash([first.score("W2²", lab)["floor_%"] for lab in labels]),
         "0",
-        f"{pooled(first, 'silhouette by study (within labels)', 'floor'):.3f}",
-        f"{pooled(first, 'k-NN mixing (within labels)', 'floor'):.2f}",
-        f"{pooled(first, 'silhouette by study', 'floor'):.3f} / {pooled(first, 'k-NN mixing', 'floor'):.2f}",
-        f"{pooled(first, 'silhouette by label', 'floor'):.3f}",
-        f"{pooled(first, 'label transfer accuracy', 'floor'):.2f}",
-        _slash([first.score("spread ratio", lab)["floor"] for lab in labels], 2),
-        _slash([first.score("nearest-target ratio", lab)["floor"] for lab in labels], 2),
+        *scores(first, "floor"),
         "",
         "",
     ]
@@ -259,13 +266,7 @@ def quality_table(rows: list[dict[str, Any]]) -> str:
             row["title"],
             _slash([res.score("W2²", lab)["relative_%"] for lab in labels]),
             _slash([res.score("W2²", lab)["excess_%"] for lab in labels]),
-            f"{pooled(res, 'silhouette by study (within labels)'):.3f}",
-            f"{pooled(res, 'k-NN mixing (within labels)'):.2f}",
-            f"{pooled(res, 'silhouette by study'):.3f} / {pooled(res, 'k-NN mixing'):.2f}",
-            f"{pooled(res, 'silhouette by label'):.3f}",
-            f"{pooled(res, 'label transfer accuracy'):.2f}",
-            _slash([res.score("spread ratio", lab)["after"] for lab in labels], 2),
-            _slash([res.score("nearest-target ratio", lab)["after"] for lab in labels], 2),
+            *scores(res, "after"),
             steps,
             f"{res.seconds:.2f} s",
         ]
