@@ -47,6 +47,8 @@ FLOWS: dict[str, tuple[str, str] | None] = {
     "MMD (energy)": ("mmd", "energy"),
     "Sinkhorn": ("sinkhorn", "gaussian"),
 }
+#: The runs table's columns, as _gpa_row and _rival_row fill them.
+RUN_COLUMNS = ("run", "flow", "f", "α", "L", "Δt", "solver", "Lipschitz", "width")
 #: This session's comparison: its CompareJob (which also measures W₂), spec, rates and data.
 JOB = JobPage("compare")
 #: What the Lessons page leaves for this page: {"preset": id} (load that preset and start it).
@@ -118,11 +120,7 @@ def _with_rivals(table: pd.DataFrame) -> pd.DataFrame:
                 _rival_row(name, RivalConfig(flow=kind[0], kernel=kind[1], dt=float(dt), solver=solver))
             )
     rows = (records + extra)[:MAX_COMPARE]
-    return pd.DataFrame(rows, columns=list(_preset_columns()))
-
-
-def _preset_columns() -> tuple[str, ...]:
-    return ("run", "flow", "f", "α", "L", "Δt", "solver", "Lipschitz", "width")
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
 def _presets() -> dict[str, ComparePreset]:
